@@ -1,0 +1,54 @@
+"""lesample: local-entropy optimisation with the inner loop treated as an MCMC problem.
+
+Conventions (DESIGN.md §1): ``gamma`` is the scope, ``beta`` the inverse temperature,
+``rho(y; x) ∝ exp(-beta [f(y) + |x - y|^2 / (2 gamma)])`` and
+``grad f_gamma(x) = (x - E_rho[y]) / gamma``.
+"""
+
+from lesample.estimators import ExponentialAverage, LastIterate, TimeAverage, chain_mean
+from lesample.gaussian import GaussianCase
+from lesample.local_entropy import LocalEntropyInfo, local_entropy_grad
+from lesample.samplers import (
+    SAMPLERS,
+    DivergenceError,
+    DivergenceWarning,
+    SamplingAlgorithm,
+    Trace,
+    baoab,
+    build_sampler,
+    hj,
+    mala,
+    numpyro_hmc,
+    run_chains,
+    sample,
+    ula,
+)
+from lesample.target import LocalEntropyTarget, local_entropy_target, rho2_target
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GaussianCase",
+    "local_entropy_grad",
+    "LocalEntropyInfo",
+    "LocalEntropyTarget",
+    "local_entropy_target",
+    "rho2_target",
+    "SAMPLERS",
+    "SamplingAlgorithm",
+    "Trace",
+    "DivergenceError",
+    "DivergenceWarning",
+    "build_sampler",
+    "run_chains",
+    "sample",
+    "ula",
+    "mala",
+    "baoab",
+    "hj",
+    "numpyro_hmc",
+    "TimeAverage",
+    "ExponentialAverage",
+    "LastIterate",
+    "chain_mean",
+]

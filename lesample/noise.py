@@ -1,0 +1,54 @@
+"""Standardised noise for Langevin steps, drawn leaf by leaf over a pytree.
+
+Two kinds, both with mean 0 and identity covariance:
+
+- ``"gaussian"``: exact ``N(0, I)`` draws (``jax.random.normal``).
+- ``"rademacher"``: i.i.d. signs ``±1``, unpacked 32 to a random 32-bit word. Its first three
+  moments equal the Gaussian's (0, 1, 0), which is what a weak-order-1 scheme such as
+  Euler–Maruyama needs; its fourth is 1 instead of 3. On a Gaussian target the Langevin
+  recursions are linear, so their stationary mean and covariance depend on the noise only
+  through its covariance and are the same as with Gaussian noise (tests check ULA's biased
+  covariance and BAOAB's exact one with it). On the CPU it costs about 1/15 of an exact
+  draw with the default threefry PRNG, which otherwise costs about one mnistfc gradient.
+
+Metropolis-adjusted kernels (MALA) need the Gaussian proposal density and accept only
+``"gaussian"``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+PyTree = Any
+
+NOISE_KINDS = ("gaussian", "rademacher")
+
+__all__ = ["NOISE_KINDS", "check_noise", "normal_like"]
+
+
+def check_noise(noise: str) -> str:
+    if noise not in NOISE_KINDS:
+        raise ValueError(f"`noise` must be one of {NOISE_KINDS}; got {noise!r}.")
+    return noise
+
+
+def _rademacher(key: jax.Array, shape, dtype) -> jax.Array:
+    size = 1
+    for s in shape:
+        size *= s
+    words = jax.random.bits(key, (-(-size // 32),), jnp.uint32)
+    signs = (words[:, None] >> jnp.arange(32, dtype=jnp.uint32)) & jnp.uint32(1)
+    flat = signs.reshape(-1)[:size].astype(dtype)
+    return (2 * flat - 1).reshape(shape)
+
+
+def normal_like(key: jax.Array, params: PyTree, noise: str = "gaussian") -> PyTree:
+    """Standardised noise with the structure, shapes and float dtypes of ``params``."""
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    draw = jax.random.normal if noise == "gaussian" else _rademacher
+    out = [draw(k, jnp.shape(u), jnp.result_type(u, jnp.float32)) for k, u in zip(keys, leaves)]
+    return jax.tree_util.tree_unflatten(treedef, out)

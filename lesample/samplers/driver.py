@@ -1,0 +1,186 @@
+"""Run any kernel over many chains: ``vmap`` over chains, ``lax.scan`` over steps.
+
+``run_chains`` is pure and jit-able (use it inside your own jitted code); ``sample`` is the
+eager front end: it validates, jits once per (algorithm, settings), and surfaces divergences.
+
+Layouts: draws have leaves ``(chains, draws, ...)``; ``Info`` leaves are ``(chains, steps)``;
+estimates are ``(chains, ...)``. Of ``num_steps`` transitions, the first ``burn_in`` are
+discarded; then every ``thin``-th state is kept as a draw and every state feeds the
+streaming estimator.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lesample.estimators import get_estimator
+from lesample.samplers.base import SamplingAlgorithm
+from lesample.target import check_finite
+
+PyTree = Any
+
+__all__ = ["Trace", "DivergenceError", "DivergenceWarning", "run_chains", "sample"]
+
+
+class DivergenceError(RuntimeError):
+    """Every chain reached a non-finite state."""
+
+
+class DivergenceWarning(RuntimeWarning):
+    """Some chains reached a non-finite state; they are excluded from chain averages."""
+
+
+class Trace(NamedTuple):
+    draws: PyTree | None  # leaves (chains, draws, ...), or None with keep_draws=False
+    estimate: PyTree | None  # leaves (chains, ...): the estimator's result per chain
+    info: Any  # the kernel's Info, leaves (chains, num_steps)
+    final_state: Any  # leaves (chains, ...)
+    diverged: jax.Array  # (chains,) bool: the chain reached a non-finite state
+    num_grads: jax.Array  # (chains,) gradient evaluations spent, initialisation excluded
+
+
+def _check_settings(num_steps, num_chains, burn_in, thin) -> None:
+    for name, value, low in (("num_steps", num_steps, 1), ("num_chains", num_chains, 1),
+                             ("burn_in", burn_in, 0), ("thin", thin, 1)):
+        if not isinstance(value, int | np.integer) or value < low:
+            raise ValueError(f"`{name}` must be an integer >= {low}; got {value!r}.")
+    if burn_in >= num_steps:
+        raise ValueError(f"`burn_in` ({burn_in}) must be smaller than `num_steps` ({num_steps}).")
+    if (num_steps - burn_in) % thin:
+        raise ValueError(
+            f"`num_steps - burn_in` ({num_steps - burn_in}) must be a multiple of `thin` ({thin})."
+        )
+
+
+def run_chains(
+    algorithm: SamplingAlgorithm,
+    key: jax.Array,
+    position: PyTree,
+    *,
+    num_steps: int,
+    num_chains: int = 1,
+    burn_in: int = 0,
+    thin: int = 1,
+    batches: PyTree | None = None,
+    estimator=None,
+    keep_draws: bool = True,
+    stacked: bool = False,
+) -> Trace:
+    """Run ``num_chains`` chains of ``algorithm`` for ``num_steps`` transitions (pure).
+
+    Args:
+      position: one chain's start (broadcast to every chain), or, with ``stacked=True``,
+        a pytree whose leaves have a leading axis of size ``num_chains``.
+      batches: for mini-batch kernels, a pytree whose leaves have leading axis
+        ``num_steps``; step ``k`` of every chain sees batch ``k``.
+      estimator: ``"uniform"``, ``"exponential"``, ``"last"``, an estimator instance, or
+        None (no estimate).
+    """
+    _check_settings(num_steps, num_chains, burn_in, thin)
+    if batches is not None and not algorithm.minibatch:
+        raise TypeError(f"the {algorithm.name!r} kernel is full-batch: pass `batches=None`.")
+    est = None if estimator is None else get_estimator(estimator)
+    num_kept = (num_steps - burn_in) // thin
+    if batches is not None:
+        lengths = {np.shape(leaf)[0] for leaf in jax.tree_util.tree_leaves(batches)}
+        if lengths != {num_steps}:
+            raise ValueError(f"every leaf of `batches` needs leading axis num_steps={num_steps}.")
+        split = lambda b: jax.tree_util.tree_map(lambda u: u[:burn_in], b), jax.tree_util.tree_map(  # noqa: E731
+            lambda u: u[burn_in:].reshape((num_kept, thin) + u.shape[1:]), b)
+        burn_batches, main_batches = split(batches)
+        first_batch = jax.tree_util.tree_map(lambda u: u[0], batches)
+    else:
+        burn_batches = main_batches = None
+
+    def transition(state, xs):
+        k, batch = xs
+        return algorithm.step(k, state) if batch is None else algorithm.step(k, state, batch)
+
+    def one_chain(key, start):
+        k_init, k_burn, k_main = jax.random.split(key, 3)
+        state = algorithm.init(start, k_init, *([] if batches is None else [first_batch]))
+        state, burn_info = jax.lax.scan(
+            transition, state, (jax.random.split(k_burn, burn_in), burn_batches)
+        )
+        acc = None if est is None else est.init(state.position)
+
+        def inner(carry, xs):
+            state, acc = carry
+            state, info = transition(state, xs)
+            acc = None if est is None else est.update(acc, state.position)
+            return (state, acc), info
+
+        def outer(carry, xs):
+            carry, info = jax.lax.scan(inner, carry, xs)
+            return carry, (carry[0].position if keep_draws else None, info)
+
+        keys = jax.random.split(k_main, num_kept * thin).reshape((num_kept, thin))
+        (state, acc), (draws, info) = jax.lax.scan(outer, (state, acc), (keys, main_batches))
+        info = jax.tree_util.tree_map(lambda u: u.reshape((num_kept * thin,) + u.shape[2:]), info)
+        info = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), burn_info, info)
+        estimate = None if est is None else est.result(acc)
+        return Trace(draws, estimate, info, state, info.diverged.any(), info.num_grads.sum())
+
+    keys = jax.random.split(key, num_chains)
+    if stacked:
+        return jax.vmap(one_chain)(keys, position)
+    return jax.vmap(one_chain, in_axes=(0, None))(keys, position)
+
+
+_run_jit = jax.jit(
+    run_chains,
+    static_argnames=("algorithm", "num_steps", "num_chains", "burn_in", "thin", "estimator",
+                     "keep_draws", "stacked"),
+)
+
+
+def report_divergence(diverged, on_divergence: str, what: str = "chains") -> None:
+    """Warn (some chains) or raise (all chains, or any with ``on_divergence="raise"``)."""
+    diverged = np.asarray(diverged)
+    n = int(diverged.sum())
+    if n == 0:
+        return
+    msg = (f"{n} of {diverged.size} {what} reached a non-finite state (chains "
+           f"{np.flatnonzero(diverged)[:10].tolist()}); lower the step size.")
+    if on_divergence == "raise" or n == diverged.size:
+        raise DivergenceError(msg)
+    warnings.warn(msg + " They are excluded from chain averages.", DivergenceWarning, stacklevel=3)
+
+
+def sample(
+    algorithm: SamplingAlgorithm,
+    key: jax.Array,
+    position: PyTree,
+    *,
+    num_steps: int,
+    num_chains: int = 1,
+    burn_in: int = 0,
+    thin: int = 1,
+    batches: PyTree | None = None,
+    estimator=None,
+    keep_draws: bool = True,
+    stacked: bool = False,
+    on_divergence: str = "raise",
+) -> Trace:
+    """Eager, jitted ``run_chains`` that checks for divergence.
+
+    ``on_divergence="raise"`` raises ``DivergenceError`` if any chain diverged;
+    ``"warn"`` warns (``DivergenceWarning``) and returns the trace, whose ``diverged`` mask
+    tells which chains to drop; it still raises if every chain diverged. Reuse the same
+    ``algorithm`` object to avoid recompiling.
+    """
+    if on_divergence not in ("raise", "warn"):
+        raise ValueError(f"`on_divergence` must be 'raise' or 'warn'; got {on_divergence!r}.")
+    check_finite("position", position)
+    trace = _run_jit(
+        algorithm, key, position, num_steps=num_steps, num_chains=num_chains, burn_in=burn_in,
+        thin=thin, batches=batches, estimator=None if estimator is None else get_estimator(estimator),
+        keep_draws=keep_draws, stacked=stacked,
+    )
+    report_divergence(trace.diverged, on_divergence)
+    return trace
