@@ -41,7 +41,8 @@ class GaussianCase:
             raise ValueError("`Q` must be symmetric; pass (Q + Q.T) / 2.")
         check_positive("gamma", gamma)
         check_positive("beta", beta)
-        self.Q, self.c, self.gamma, self.beta, self.f0 = (Q + Q.T) / 2, c, float(gamma), float(beta), float(f0)
+        self.Q, self.c, self.f0 = (Q + Q.T) / 2, c, float(f0)
+        self.gamma, self.beta = float(gamma), float(beta)
         self.dim = Q.shape[0]
         eye = np.eye(self.dim)
         self.A = self.Q + eye / self.gamma
@@ -102,7 +103,8 @@ class GaussianCase:
         """``f_gamma(x)``, including the ``log det(I + gamma Q) / (2 beta)`` term."""
         d = self._x(x) - self.c
         _, logdet = np.linalg.slogdet(np.eye(self.dim) + self.gamma * self.Q)
-        return 0.5 * np.einsum("...i,ij,...j->...", d, self._M, d) + self.f0 + logdet / (2 * self.beta)
+        quad = 0.5 * np.einsum("...i,ij,...j->...", d, self._M, d)
+        return quad + self.f0 + logdet / (2 * self.beta)
 
     def loss(self, y):
         """``f(y)`` in JAX (float32 unless x64 is enabled), for the samplers."""

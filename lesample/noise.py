@@ -50,5 +50,8 @@ def normal_like(key: jax.Array, params: PyTree, noise: str = "gaussian") -> PyTr
     leaves, treedef = jax.tree_util.tree_flatten(params)
     keys = jax.random.split(key, len(leaves))
     draw = jax.random.normal if noise == "gaussian" else _rademacher
-    out = [draw(k, jnp.shape(u), jnp.result_type(u, jnp.float32)) for k, u in zip(keys, leaves)]
+    out = [
+        draw(k, jnp.shape(u), jnp.result_type(u, jnp.float32))
+        for k, u in zip(keys, leaves, strict=True)
+    ]
     return jax.tree_util.tree_unflatten(treedef, out)

@@ -90,9 +90,10 @@ def run_chains(
         lengths = {np.shape(leaf)[0] for leaf in jax.tree_util.tree_leaves(batches)}
         if lengths != {num_steps}:
             raise ValueError(f"every leaf of `batches` needs leading axis num_steps={num_steps}.")
-        split = lambda b: jax.tree_util.tree_map(lambda u: u[:burn_in], b), jax.tree_util.tree_map(  # noqa: E731
-            lambda u: u[burn_in:].reshape((num_kept, thin) + u.shape[1:]), b)
-        burn_batches, main_batches = split(batches)
+        burn_batches = jax.tree_util.tree_map(lambda u: u[:burn_in], batches)
+        main_batches = jax.tree_util.tree_map(
+            lambda u: u[burn_in:].reshape((num_kept, thin) + u.shape[1:]), batches
+        )
         first_batch = jax.tree_util.tree_map(lambda u: u[0], batches)
     else:
         burn_batches = main_batches = None
@@ -177,10 +178,10 @@ def sample(
     if on_divergence not in ("raise", "warn"):
         raise ValueError(f"`on_divergence` must be 'raise' or 'warn'; got {on_divergence!r}.")
     check_finite("position", position)
+    estimator = None if estimator is None else get_estimator(estimator)
     trace = _run_jit(
         algorithm, key, position, num_steps=num_steps, num_chains=num_chains, burn_in=burn_in,
-        thin=thin, batches=batches, estimator=None if estimator is None else get_estimator(estimator),
-        keep_draws=keep_draws, stacked=stacked,
+        thin=thin, batches=batches, estimator=estimator, keep_draws=keep_draws, stacked=stacked,
     )
     report_divergence(trace.diverged, on_divergence)
     return trace

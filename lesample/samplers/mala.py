@@ -43,7 +43,8 @@ def build_init(value_and_grad_H):
 
 def build_kernel(value_and_grad_H, step_size, beta):
     def log_q(to, frm, grad_frm):  # log q(to | frm), up to a constant
-        return -beta * tree.sq_norm(tree.axpy(step_size, grad_frm, tree.sub(to, frm))) / (4 * step_size)
+        residual = tree.axpy(step_size, grad_frm, tree.sub(to, frm))
+        return -beta * tree.sq_norm(residual) / (4 * step_size)
 
     def kernel(key, state: MALAState):
         k_noise, k_accept = jax.random.split(key)

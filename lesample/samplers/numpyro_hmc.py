@@ -34,6 +34,11 @@ class HMCInfo(NamedTuple):
     step_size: jax.Array
 
 
+def _raw(key):
+    """NumPyro keeps raw uint32 keys; accept new-style typed keys too."""
+    return jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+
+
 def numpyro_hmc(
     H,
     beta,
@@ -68,14 +73,13 @@ def numpyro_hmc(
             dense_mass=dense_mass,
             target_accept_prob=target_accept_prob,
             max_tree_depth=max_tree_depth,
-            rng_key=jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key,
+            rng_key=_raw(key),
             **extra,
         )
         return HMCState(inner.z, inner)
 
     def step(key, state: HMCState):
-        raw = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
-        inner = sample_kernel(state.inner._replace(rng_key=raw))
+        inner = sample_kernel(state.inner._replace(rng_key=_raw(key)))
         diverged = ~(tree.all_finite(inner.z) & jnp.isfinite(inner.potential_energy))
         info = HMCInfo(
             inner.accept_prob,

@@ -45,7 +45,7 @@ def build_kernel(grad_H, step_size, beta, noise: str = "gaussian"):
         y = state.position
         g = grad_H(y, batch)
         xi = normal_like(key, y, noise)
-        new = jax.tree_util.tree_map(lambda u, gu, z: u - step_size * gu + noise_scale * z, y, g, xi)
+        new = jax.tree_util.tree_map(lambda u, d, z: u - step_size * d + noise_scale * z, y, g, xi)
         return ULAState(new), ULAInfo(~tree.all_finite(new), jnp.ones((), jnp.int32))
 
     return kernel
