@@ -31,6 +31,7 @@ __all__ = [
     "ESTIMATORS",
     "get_estimator",
     "chain_mean",
+    "estimate_path",
 ]
 
 
@@ -115,3 +116,22 @@ def chain_mean(estimates: PyTree, diverged: jax.Array) -> PyTree:
         return jnp.where(count > 0, total / jnp.maximum(count, 1).astype(leaf.dtype), jnp.nan)
 
     return jax.tree_util.tree_map(mean, estimates)
+
+
+def estimate_path(estimator, start: jax.Array, draws: jax.Array) -> jax.Array:
+    """The estimate after each step of a recorded trajectory, for post-hoc budget studies.
+
+    ``start`` (d,) is the initial position, ``draws`` (chains, steps, d) the iterates
+    ``y_1..y_L``; returns (chains, steps, d) with entry ``[:, l]`` the estimate from
+    ``y_1..y_{l+1}`` (the same numbers the streaming estimator gives after ``l + 1`` steps).
+    """
+    est = get_estimator(estimator)
+
+    def one(chain):
+        def body(acc, y):
+            acc = est.update(acc, y)
+            return acc, est.result(acc)
+
+        return jax.lax.scan(body, est.init(start), chain)[1]
+
+    return jax.vmap(one)(draws)

@@ -128,6 +128,9 @@ def run_chains(
         return Trace(draws, estimate, info, state, info.diverged.any(), info.num_grads.sum())
 
     keys = jax.random.split(key, num_chains)
+    if num_chains == 1:  # vmap over a single chain batches every matmul: about 1.7x slower
+        start = jax.tree_util.tree_map(lambda u: u[0], position) if stacked else position
+        return jax.tree_util.tree_map(lambda u: u[None], one_chain(keys[0], start))
     if stacked:
         return jax.vmap(one_chain)(keys, position)
     return jax.vmap(one_chain, in_axes=(0, None))(keys, position)
