@@ -66,6 +66,10 @@ class GaussianCase:
             raise ValueError(f"`dim` must be a positive integer; got {dim!r}.")
         if not condition_number >= 1:
             raise ValueError(f"`condition_number` must be >= 1; got {condition_number!r}.")
+        if dim == 1 and condition_number != 1:
+            raise ValueError(
+                f"`condition_number` must be 1 when `dim` is 1; got {condition_number!r}."
+            )
         check_positive("gamma", gamma)
         rng = np.random.default_rng(seed)
         rot, _ = np.linalg.qr(rng.standard_normal((dim, dim)))

@@ -97,6 +97,7 @@ def local_entropy_grad(
     if not callable(loss_fn):
         raise TypeError(f"`loss_fn` must be callable f(params[, batch]); got {type(loss_fn)}.")
     check_finite("x", x)
+    check_positive("step_size", step_size)
     estimator = get_estimator(SAMPLERS[sampler] if estimator is None else estimator)
     grad, info = _estimate(
         loss_fn, x, gamma, beta, step_size, key, batches, sampler=sampler, num_steps=num_steps,

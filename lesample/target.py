@@ -142,6 +142,7 @@ def rho2_target(
     The returned ``x`` field is the anchor; draws ``z`` map back by ``y = x - z``, and
     ``grad f_gamma(x) = E_rho2[grad f(x - z)]`` (DESIGN.md §1).
     """
+    check_finite("x", x)
     shifted = lambda z, *batch: loss_fn(tree.sub(x, z), *batch)  # noqa: E731
     zero = jax.tree_util.tree_map(jnp.zeros_like, x)
     target = local_entropy_target(shifted, zero, gamma, beta, coupling=coupling)
