@@ -85,8 +85,10 @@ __all__ = [
     "Dataset",
     "load_dataset",
     "read_idx",
+    "read_cifar10",
     "gcn",
     "ZCA",
+    "gcn_zca",
     "upsample",
 ]
 
@@ -157,7 +159,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *,
     if name == "digits":
         x, y, tx, ty = _digits()
     elif name == "cifar10":
-        x, y, tx, ty = _cifar10(_required_dir(name, data_dir), verify)
+        x, y, tx, ty = read_cifar10(_required_dir(name, data_dir), verify=verify)
         x, tx = gcn_zca(x, tx)
     else:
         if data_dir is None and name == "fashion-mnist":
@@ -267,15 +269,16 @@ def _mnist_like(name: str, data_dir: Path, verify: bool):
         if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
             raise ValueError(f"{images_path}: expected uint8 images of shape (N, 28, 28), got "
                              f"{images.dtype} {images.shape}: check that this is an image file")
-        _check_labels(labels, labels_path, len(images), images_path)
+        _check_labels(labels, labels_path, len(images), f"in {images_path}: the two files "
+                      "must come from the same split")
         out += [images, labels]
     return out
 
 
-def _check_labels(labels: np.ndarray, path, count: int, images_path) -> None:
+def _check_labels(labels: np.ndarray, path, count: int, mismatch: str) -> None:
+    """Labels: one per image, in 0..9; ``mismatch`` ends the message when the count is off."""
     if labels.ndim != 1 or len(labels) != count:
-        raise ValueError(f"{path}: {labels.shape} labels for the {count} images of "
-                         f"{images_path}: the two files must come from the same split")
+        raise ValueError(f"{path}: {labels.shape} labels for {count} images {mismatch}")
     if labels.size and not 0 <= labels.min() <= labels.max() < NUM_CLASSES:
         raise ValueError(f"{path}: labels outside 0..{NUM_CLASSES - 1}: check that this is a "
                          "label file")
@@ -321,13 +324,18 @@ def _cifar_batch(data: bytes, path, md5: str | None):
         raise ValueError(f"{path}: 'data' must be a uint8 array of shape (N, 3072), got "
                          f"{getattr(images, 'dtype', type(images))} "
                          f"{getattr(images, 'shape', '')}: check that this is a CIFAR-10 batch")
-    _check_labels(labels, path, len(images), path)
+    _check_labels(labels, path, len(images), f"in the same batch: download it again from "
+                  f"{HOME['cifar10']}")
     # Each row is the red, green, blue 32x32 planes in turn (CHW): NHWC for the nets.
     return images.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 
-def _cifar10(data_dir: Path, verify: bool):
-    """uint8 train images, labels, test images, labels from the batches in ``data_dir``."""
+def read_cifar10(data_dir: str | os.PathLike, *, verify: bool = True):
+    """CIFAR-10 as read from ``data_dir`` (see "Files" in the module docstring), unprocessed:
+    ``(train_images, train_labels, test_images, test_labels)``, the images ``uint8`` NHWC
+    ``(N, 32, 32, 3)`` in the order of the batches (``data_batch_1`` ... ``5``, then
+    ``test_batch``). ``verify`` checks torchvision's MD5s."""
+    data_dir = Path(data_dir)
     folder = next((d for d in (data_dir / CIFAR10_DIR, data_dir) if (d / "test_batch").is_file()),
                   None)
     archive = data_dir / CIFAR10_ARCHIVE
