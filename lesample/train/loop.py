@@ -1,0 +1,183 @@
+"""The training loop: epochs of jitted outer steps, evaluation, checkpoints, progress bars.
+
+An **epoch** here is one effective epoch (Remark 22): ``round(N / (B L))`` outer steps of
+``L`` mini-batches each, about ``N / B`` gradient evaluations, so ``epochs`` is the budget in
+effective epochs for every algorithm; the exact count, ``num_grads * B / N``, is recorded.
+The mini-batches of epoch ``e`` are the first ``steps * L * B`` rows of random permutations
+of the training set drawn by ``numpy.random.default_rng([seed, e])`` (more than one
+permutation when ``L`` does not divide ``N / B``), so an epoch's batches depend only on the
+seed and the epoch: that, the dropout keys ``fold_in(PRNGKey(seed), step)`` and the
+optimiser's key inside its state are all the randomness there is, which is what makes a
+resumed run reproduce an uninterrupted one exactly.
+
+After each epoch the model is evaluated (BatchNorm statistics recomputed at ``x``, see
+``lesample.train.step``) on a fixed subset of the training set (training loss and error) and
+on the test set (validation loss and error, paper §8.1), and ``(params, opt_state)``, the
+epoch and the history are checkpointed atomically; ``fit`` with the same ``checkpoint`` path
+resumes from the last finished epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from flax import nnx
+from tqdm.auto import tqdm
+
+from lesample.data import Dataset
+from lesample.nets import MODELS, FunctionalModel, functional
+from lesample.noise import check_noise
+from lesample.train.algorithms import ALGORITHMS, canonical_algorithm, make_optimizer
+from lesample.train.checkpoint import load_checkpoint, save_checkpoint
+from lesample.train.step import chunked, make_evaluate, make_step, recalibrate
+
+__all__ = ["TrainConfig", "TrainResult", "epoch_indices", "fit", "steps_per_epoch"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run.
+
+    Attributes:
+      model: "mnistfc", "lenet" or "allcnn" (``lesample.nets.MODELS``).
+      algo: "sgd", "entropy_sgd", "hj" or "heat" (``lesample.train.ALGORITHMS``).
+      epochs: the budget in effective epochs (one evaluation and checkpoint each).
+      batch_size: mini-batch size ``B`` (128 in the paper).
+      seed: seeds the weights, the mini-batches, dropout and the optimiser's noise.
+      noise: Entropy-SGD's Langevin noise, "gaussian" or "rademacher" (``lesample.noise``).
+      drop_every: the learning rate drops by 5x every ``drop_every`` effective epochs.
+      lr, gamma: override the algorithm's reference learning rate and initial scope.
+      eval_rows: training rows (a fixed random subset) for the BatchNorm statistics and
+        the training loss.
+      eval_chunk: rows per evaluation chunk.
+    """
+
+    model: str = "mnistfc"
+    algo: str = "sgd"
+    epochs: int = 10
+    batch_size: int = 128
+    seed: int = 0
+    noise: str = "gaussian"
+    drop_every: float = 60
+    lr: float | None = None
+    gamma: float | None = None
+    eval_rows: int = 5000
+    eval_chunk: int = 1000
+
+    def __post_init__(self):
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; choose from {sorted(MODELS)}")
+        object.__setattr__(self, "algo", canonical_algorithm(self.algo))
+        check_noise(self.noise)
+        for name in ("epochs", "batch_size", "eval_rows", "eval_chunk"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be >= 1; got {getattr(self, name)!r}")
+        if self.seed < 0 or not self.drop_every > 0:
+            raise ValueError("`seed` must be >= 0 and `drop_every` > 0.")
+
+
+class TrainResult(NamedTuple):
+    """``params`` and ``batch_stats`` (recomputed at ``params``) of the trained model, its
+    ``history`` (one row per epoch), the ``model`` as pure functions (``lesample.nets``) and
+    the wall-clock ``seconds`` this call spent."""
+
+    params: Any
+    batch_stats: Any
+    history: pd.DataFrame
+    model: FunctionalModel
+    seconds: float
+
+
+def steps_per_epoch(num_train: int, batch_size: int, num_grads: int) -> int:
+    """Outer steps in one effective epoch: ``round(N / (B L))``, at least 1."""
+    return max(1, round(num_train / (batch_size * num_grads)))
+
+
+def epoch_indices(seed: int, epoch: int, num_train: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Row indices of one epoch's mini-batches, ``shape = (steps, L, B)`` (module docstring)."""
+    rng = np.random.default_rng([seed, epoch])
+    count = int(np.prod(shape))
+    perms = [rng.permutation(num_train) for _ in range(-(-count // num_train))]
+    return np.concatenate(perms)[:count].reshape(shape).astype(np.int32)
+
+
+def _header(config: TrainConfig, epoch: int, history: list[dict]) -> dict:
+    return dict(config=dataclasses.asdict(config), epoch=epoch, history=history)
+
+
+def fit(config: TrainConfig, data: Dataset, *, checkpoint: str | os.PathLike | None = None,
+        progress: bool = False) -> TrainResult:
+    """Train ``config.model`` on ``data`` with ``config.algo`` for ``config.epochs``
+    effective epochs; resume from ``checkpoint`` (a file path) if it exists and write it
+    after every epoch. ``progress``: a tqdm bar over outer steps showing the last
+    evaluation's training loss and validation error."""
+    start_time = time.perf_counter()
+    spec = ALGORITHMS[config.algo]
+    n, B, L = len(data.train_images), config.batch_size, spec.num_grads
+    steps = steps_per_epoch(n, B, L)
+    fm = functional(MODELS[config.model](rngs=nnx.Rngs(config.seed)))
+    tx = make_optimizer(config.algo, steps_per_epoch=steps, epochs=config.epochs,
+                        drop_every=config.drop_every, seed=config.seed, noise=config.noise,
+                        lr=config.lr, gamma=config.gamma)
+    params = jax.tree_util.tree_map(jnp.copy, fm.params)  # the step donates its input
+    state = (params, tx.init(params))
+    history: list[dict] = []
+    start = 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        state, header = load_checkpoint(checkpoint, state)
+        if header["config"] != dataclasses.asdict(config):
+            raise ValueError(f"checkpoint {checkpoint} belongs to another run: "
+                             f"{header['config']} (this run: {dataclasses.asdict(config)}).")
+        start, history = header["epoch"], header["history"]
+
+    data_dev = (jnp.asarray(data.train_images), jnp.asarray(data.train_labels))
+    rows = np.random.default_rng([config.seed, n]).permutation(n)[:config.eval_rows]
+    train_chunks = chunked(data.train_images[rows], data.train_labels[rows], config.eval_chunk)
+    test_chunks = chunked(data.test_images, data.test_labels, config.eval_chunk)
+    step, evaluate = make_step(fm, tx), make_evaluate(fm)
+    recal = jax.jit(lambda p: recalibrate(fm, p, train_chunks))
+    dropout_key = jax.random.PRNGKey(config.seed)
+
+    bar = tqdm(total=config.epochs * steps, initial=start * steps, disable=not progress,
+               desc=f"{config.model} {config.algo} seed {config.seed}", unit="step",
+               leave=False, dynamic_ncols=True)
+    if history:
+        bar.set_postfix(loss=f"{history[-1]['train_loss']:.4f}",
+                        val_err=f"{100 * history[-1]['val_error']:.2f}%")
+    params, opt_state = state
+    for epoch in range(start, config.epochs):
+        t0 = time.perf_counter()
+        idx = epoch_indices(config.seed, epoch, n, (steps, L, B))
+        for s in range(steps):
+            key = jax.random.fold_in(dropout_key, epoch * steps + s)
+            params, opt_state = step(params, opt_state, data_dev, idx[s], key)
+            bar.update()
+        jax.block_until_ready(params)
+        t1 = time.perf_counter()
+        stats = recal(params)
+        train_loss, train_error = evaluate(params, stats, train_chunks)
+        val_loss, val_error = evaluate(params, stats, test_chunks)
+        num_grads = int(opt_state.num_grads)
+        history.append(dict(
+            model=config.model, algo=config.algo, seed=config.seed, epoch=epoch + 1,
+            outer_steps=int(opt_state.count), num_grads=num_grads,
+            effective_epochs=num_grads * B / n,
+            train_loss=float(train_loss), train_error=float(train_error),
+            val_loss=float(val_loss), val_error=float(val_error),
+            train_seconds=t1 - t0, eval_seconds=time.perf_counter() - t1,
+        ))
+        bar.set_postfix(loss=f"{float(train_loss):.4f}", val_err=f"{100 * float(val_error):.2f}%")
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, (params, opt_state), _header(config, epoch + 1, history))
+    bar.close()
+    return TrainResult(params, recal(params), pd.DataFrame(history), fm,
+                       time.perf_counter() - start_time)
