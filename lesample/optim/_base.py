@@ -1,0 +1,285 @@
+"""Shared pieces of the local-entropy optimisers: state, schedules, checks, the outer step.
+
+Every transformation here is an ``optax.GradientTransformationExtraArgs`` whose ``update``
+takes ``grad_fn(params, key_or_batch)`` (a mini-batch gradient of ``f``) and at most one of
+``key`` or ``batches`` (leading axis ``L``, one entry per gradient evaluation); with neither,
+keys are split from the state's ``rng``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from lesample import tree
+
+PyTree = Any
+Schedule = Callable[[jax.Array], jax.Array]
+
+__all__ = ["OptimState", "scoping"]
+
+
+class OptimState(NamedTuple):
+    """State of every transformation in ``lesample.optim``.
+
+    Attributes:
+      count: outer steps taken (int32); schedules (``gamma``, ``learning_rate``) are
+        evaluated at it.
+      num_grads: gradient evaluations (calls of ``grad_fn``, or of ``loss_fn``'s gradient)
+        spent by all updates so far (int32): the cost measure of DESIGN.md §4.
+      momentum: the outer Nesterov buffer, a pytree like ``params`` (None without momentum).
+      rng: a raw PRNG key (uint32[2]), seeded by the factory's ``seed``: the source of the
+        optimiser's own noise (Langevin noise, HEAT perturbations) in updates driven by
+        ``batches``, and of the ``grad_fn`` keys in updates given neither ``key`` nor
+        ``batches``.
+    """
+
+    count: jax.Array
+    num_grads: jax.Array
+    momentum: PyTree
+    rng: jax.Array
+
+
+# ---------------------------------------------------------------------------------------------
+# Schedules.
+
+
+def scoping(gamma_0: float, gamma_1: float = 1e-3, L: float = 1) -> Schedule:
+    """Scoping (paper §7.5): ``gamma_k = gamma_0 (1 - gamma_1)^(k / L)``, an optax schedule.
+
+    ``gamma`` is the scope (DESIGN.md §1), so scoping *decreases* it (the coupling
+    ``1/gamma`` grows). The transformations of ``lesample.optim`` evaluate their ``gamma``
+    schedule at the outer step count ``n``; the paper's ``k`` counts inner steps and updates
+    ``gamma`` when ``k/L`` is an integer, i.e. ``k/L = n``. So ``L = 1`` (the default) is the
+    paper's rule for a schedule fed with ``n``; pass the inner ``L`` to evaluate it at an
+    inner-step count (e.g. against gradient evaluations). This is
+    ``optax.exponential_decay(gamma_0, transition_steps=L, decay_rate=1 - gamma_1)``.
+
+    The reference code scopes the coupling instead, ``g0 (1 + g1)^n`` (its scope is
+    ``(1/g0)(1 + g1)^-n = gamma_0 (1 - g1 + O(g1^2))^n``); its python version never
+    increments ``n``, so it does not scope at all.
+    """
+    _check_scalar("gamma_0", gamma_0, low=0.0)
+    if not (isinstance(gamma_1, int | float | np.floating) and 0.0 <= gamma_1 < 1.0):
+        raise ValueError(f"`gamma_1` must be a number in [0, 1); got {gamma_1!r}.")
+    _check_scalar("L", L, low=0.0)
+    log_rate = math.log1p(-gamma_1) / L
+
+    def schedule(count):
+        return gamma_0 * jnp.exp(log_rate * jnp.asarray(count, jnp.float32))
+
+    return schedule
+
+
+def as_schedule(name: str, value, *, allow_none: bool = False):
+    """Validate a float-or-schedule argument; return it (a float or a callable) or None."""
+    if value is None:
+        if allow_none:
+            return None
+        raise ValueError(f"`{name}` is required (a float > 0 or a schedule).")
+    if callable(value):
+        try:
+            first = np.asarray(value(0), dtype=float)
+        except Exception:  # noqa: BLE001 - a schedule that cannot run eagerly is checked later
+            return value
+        if first.ndim != 0 or not (first > 0) or not np.isfinite(first):
+            raise ValueError(f"the `{name}` schedule must return a finite value > 0; "
+                             f"got {first!r} at step 0.")
+        return value
+    _check_scalar(name, value, low=0.0)
+    return float(value)
+
+
+def resolve_scope(gamma, coupling):
+    """``gamma`` (scope) or ``coupling`` (= 1/gamma), never both; floats or schedules."""
+    if (gamma is None) == (coupling is None):
+        raise ValueError("Pass exactly one of `gamma` (the scope) or `coupling` (= 1/gamma).")
+    if coupling is None:
+        return as_schedule("gamma", gamma)
+    coupling = as_schedule("coupling", coupling)
+    if callable(coupling):
+        return lambda count: 1.0 / coupling(count)
+    return 1.0 / coupling
+
+
+def evaluate(value, count):
+    """A float or a schedule evaluated at ``count``."""
+    return value(count) if callable(value) else value
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks.
+
+
+def _check_scalar(name: str, value, low: float | None = None, allow_inf: bool = False) -> None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` must be a number; got {value!r}.") from None
+    if math.isnan(v) or (math.isinf(v) and not allow_inf) or (low is not None and not v > low):
+        bound = "" if low is None else f" > {low:g}"
+        extra = " (inf allowed)" if allow_inf else ""
+        raise ValueError(f"`{name}` must be a finite number{bound}{extra}; got {value!r}.")
+
+
+def check_int(name: str, value, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise ValueError(f"`{name}` must be an integer >= {low}; got {value!r}.")
+    return int(value)
+
+
+def check_positive(name: str, value, allow_inf: bool = False) -> float:
+    _check_scalar(name, value, low=0.0, allow_inf=allow_inf)
+    return float(value)
+
+
+def check_momentum(momentum) -> float:
+    momentum = 0.0 if momentum is None else momentum
+    _check_scalar("momentum", momentum)
+    if not 0.0 <= float(momentum) < 1.0:
+        raise ValueError(f"`momentum` must be in [0, 1); got {momentum!r}.")
+    return float(momentum)
+
+
+def check_batches(batches, length: int) -> None:
+    """Every leaf of ``batches`` has leading axis ``length`` (one entry per gradient)."""
+    if batches is None:
+        return
+    leaves = jax.tree_util.tree_leaves(batches)
+    if not leaves:
+        raise ValueError("`batches` has no array leaves.")
+    lengths = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in leaves}
+    if lengths != {length}:
+        raise ValueError(f"every leaf of `batches` needs leading axis {length} (one entry per "
+                         f"gradient evaluation); got leading sizes {sorted(lengths, key=str)}.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs of one update: per-evaluation grad_fn inputs and the noise key.
+
+
+def step_inputs(key, batches, rng, length: int):
+    """``(grad_inputs, noise_key, new_rng)`` for one update.
+
+    With ``key``: ``noise_key, k = split(key)``, ``grad_inputs = split(k, length)``; the state's
+    ``rng`` is left as is. With ``batches``: ``grad_inputs = batches`` and the noise key comes
+    from (and advances) the state's ``rng``. With neither, ``key`` is split from the state's
+    ``rng`` (which advances) and used as above.
+    """
+    if key is None and batches is None:
+        rng, key = jax.random.split(rng)
+    if key is not None:
+        noise_key, k = jax.random.split(key)
+        return jax.random.split(k, length), noise_key, rng
+    rng, noise_key = jax.random.split(rng)
+    return batches, noise_key, rng
+
+
+def typed_key(key):
+    """A new-style typed key: ``run_chains`` reshapes split keys, which fails on raw uint32[2]
+    keys (a core limitation worked around here)."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key
+    return jax.random.wrap_key_data(key)
+
+
+def init_state(params, momentum: float, seed: int) -> OptimState:
+    buf = tree.zeros_like(params) if momentum > 0 else None
+    return OptimState(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), buf,
+                      jax.random.PRNGKey(seed))
+
+
+def outer_step(g, state: OptimState, eta, momentum: float, nesterov: bool):
+    """``updates = -eta (g + delta m')`` (Nesterov) or ``-eta m'``, ``m' = delta m + g`` (§7.4).
+
+    The same recursion as ``optax.sgd(eta, momentum=delta, nesterov=...)`` and the
+    reference code's ``mdw.mul_(mom).add_(dw); dw.add_(mom, mdw)``. ``eta`` is the value
+    of the learning rate at this step. Returns ``(updates, new_momentum)``.
+    """
+    if momentum > 0:
+        m = jax.tree_util.tree_map(lambda b, u: momentum * b + u, state.momentum, g)
+        d = tree.axpy(momentum, m, g) if nesterov else m
+    else:
+        m, d = None, g
+    updates = jax.tree_util.tree_map(lambda u: (-eta * u).astype(u.dtype), d)
+    return updates, m
+
+
+# ---------------------------------------------------------------------------------------------
+# The update function shared by every transformation.
+
+#: How ``update`` gets its gradients: "minibatch" (``grad_fn`` required), "fullbatch"
+#: (``loss_fn`` required, no ``batches``), "optional" (SGD: ``grad_fn`` or the incoming
+#: gradient ``updates``).
+MODES = ("minibatch", "fullbatch", "optional")
+
+
+def _is_hashable(fn) -> bool:
+    try:
+        hash(fn)
+    except TypeError:
+        return False
+    return True
+
+
+def transformation(name: str, init_fn, impl, *, num_inputs: int, grad_fn=None,
+                   mode: str = "minibatch") -> optax.GradientTransformationExtraArgs:
+    """Wrap ``impl(state, params, grads, key, batches, *, grad_fn, loss_fn)`` into an optax
+    transformation with the argument checks of every ``lesample.optim`` update.
+
+    ``update(updates, state, params, *, grad_fn=None, key=None, batches=None, loss_fn=None)``:
+    ``grad_fn`` is given here or to the factory, never both; ``key`` or ``batches`` (leading
+    axis ``num_inputs``), never both; with neither, keys come from the state's ``rng``.
+    ``impl`` is jitted with ``grad_fn`` and ``loss_fn`` static (when they are hashable).
+    """
+    if grad_fn is not None and not callable(grad_fn):
+        raise TypeError(f"`grad_fn` must be callable; got {type(grad_fn).__name__}.")
+    default_grad_fn = grad_fn
+    jitted = jax.jit(impl, static_argnames=("grad_fn", "loss_fn"))
+
+    def update_fn(updates, state, params=None, *, grad_fn=None, key=None, batches=None,
+                  loss_fn=None, **extra_args):
+        del extra_args
+        if params is None:
+            raise ValueError(f"{name}.update needs `params` (the current parameters x).")
+        if grad_fn is not None and default_grad_fn is not None:
+            raise TypeError(f"{name}: `grad_fn` was given to the factory; do not pass it to "
+                            "update as well.")
+        grad_fn = default_grad_fn if grad_fn is None else grad_fn
+        if grad_fn is not None and not callable(grad_fn):
+            raise TypeError(f"`grad_fn` must be callable; got {type(grad_fn).__name__}.")
+        if key is not None and batches is not None:
+            raise ValueError(f"{name}.update takes `key` or `batches`, not both: grad_fn sees "
+                             "either keys split from `key` or the entries of `batches`.")
+        grads = None
+        if mode == "fullbatch":
+            if not callable(loss_fn):
+                raise TypeError(f"{name} with a full-batch sampler needs `loss_fn=` (the "
+                                "full-batch loss f(params)) in update.")
+            if batches is not None:
+                raise TypeError(f"{name} with a full-batch sampler takes `key` only: pass "
+                                "`batches=None`.")
+            grad_fn = None
+        elif grad_fn is None and mode == "minibatch":
+            raise TypeError(
+                f"{name} needs `grad_fn` (in update or the factory): grad_fn(params, "
+                "key_or_batch) returning a mini-batch gradient with the structure of params."
+            )
+        elif grad_fn is None:  # SGD fed the incoming gradient, as optax.sgd
+            if key is not None or batches is not None:
+                raise TypeError(f"{name}: `key`/`batches` feed `grad_fn`; pass `grad_fn` too, "
+                                "or neither (then `updates` is the gradient).")
+            if updates is None:
+                raise ValueError(f"{name}.update needs the gradient `updates` (or `grad_fn`).")
+            grads = updates
+        check_batches(batches, num_inputs)
+        run = jitted if _is_hashable(grad_fn) and _is_hashable(loss_fn) else impl
+        return run(state, params, grads, key, batches, grad_fn=grad_fn, loss_fn=loss_fn)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
