@@ -228,10 +228,11 @@ def _is_hashable(fn) -> bool:
     return True
 
 
-def transformation(name: str, init_fn, impl, *, num_inputs: int, grad_fn=None,
-                   mode: str = "minibatch") -> optax.GradientTransformationExtraArgs:
+def transformation(name: str, impl, *, momentum: float, seed: int, num_inputs: int,
+                   grad_fn=None, mode: str = "minibatch") -> optax.GradientTransformationExtraArgs:
     """Wrap ``impl(state, params, grads, key, batches, *, grad_fn, loss_fn)`` into an optax
-    transformation with the argument checks of every ``lesample.optim`` update.
+    transformation with the argument checks of every ``lesample.optim`` update; its ``init``
+    gives an ``OptimState`` (a momentum buffer if ``momentum > 0``, a key from ``seed``).
 
     ``update(updates, state, params, *, grad_fn=None, key=None, batches=None, loss_fn=None)``:
     ``grad_fn`` is given here or to the factory, never both; ``key`` or ``batches`` (leading
@@ -281,5 +282,8 @@ def transformation(name: str, init_fn, impl, *, num_inputs: int, grad_fn=None,
         check_batches(batches, num_inputs)
         run = jitted if _is_hashable(grad_fn) and _is_hashable(loss_fn) else impl
         return run(state, params, grads, key, batches, grad_fn=grad_fn, loss_fn=loss_fn)
+
+    def init_fn(params):
+        return init_state(params, momentum, seed)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -20,7 +20,6 @@ from lesample.optim._base import (
     check_int,
     check_momentum,
     evaluate,
-    init_state,
     outer_step,
     resolve_scope,
     step_inputs,
@@ -104,9 +103,6 @@ def entropy_sgd(
                       noise=noise, alpha=alpha, estimator=estimator, num_chains=num_chains,
                       burn_in=burn_in, sampler_options=sampler_options)
 
-    def init_fn(params):
-        return init_state(params, momentum, seed)
-
     def impl(state, params, grads, key, batches, *, grad_fn, loss_fn):
         del grads
         gamma_n = evaluate(gamma_s, state.count)
@@ -118,5 +114,6 @@ def entropy_sgd(
         updates, m = outer_step(g, state, eta, momentum, nesterov)
         return updates, OptimState(state.count + 1, state.num_grads + n, m, rng)
 
-    return transformation("entropy_sgd", init_fn, impl, num_inputs=inner.num_steps,
-                          grad_fn=grad_fn, mode="minibatch" if inner.minibatch else "fullbatch")
+    return transformation("entropy_sgd", impl, momentum=momentum, seed=seed,
+                          num_inputs=inner.num_steps, grad_fn=grad_fn,
+                          mode="minibatch" if inner.minibatch else "fullbatch")

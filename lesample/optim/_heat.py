@@ -21,7 +21,6 @@ from lesample.optim._base import (
     check_momentum,
     check_positive,
     evaluate,
-    init_state,
     outer_step,
     resolve_scope,
     step_inputs,
@@ -67,9 +66,6 @@ def heat(
     beta = check_positive("beta", beta)
     seed = check_int("seed", seed, low=0)
 
-    def init_fn(params):
-        return init_state(params, momentum, seed)
-
     def impl(state, params, grads, key, batches, *, grad_fn, loss_fn):
         del grads, loss_fn
         gamma_n = evaluate(gamma_s, state.count)
@@ -92,4 +88,5 @@ def heat(
         n = state.num_grads + jnp.asarray(num_steps, jnp.int32)
         return updates, OptimState(state.count + 1, n, m, rng)
 
-    return transformation("heat", init_fn, impl, num_inputs=num_steps, grad_fn=grad_fn)
+    return transformation("heat", impl, momentum=momentum, seed=seed, num_inputs=num_steps,
+                          grad_fn=grad_fn)

@@ -31,7 +31,6 @@ from lesample.optim._base import (
     check_momentum,
     check_positive,
     evaluate,
-    init_state,
     outer_step,
     resolve_scope,
     step_inputs,
@@ -104,9 +103,6 @@ def hj(
         last = jax.tree_util.tree_map(lambda u: u[-1], grad_inputs)
         return grad_fn(tree.sub(x, z), last)
 
-    def init_fn(params):
-        return init_state(params, momentum, seed)
-
     def impl(state, params, grads, key, batches, *, grad_fn, loss_fn):
         del grads, loss_fn
         gamma_n = evaluate(gamma_s, state.count)
@@ -121,4 +117,5 @@ def hj(
         n = state.num_grads + jnp.asarray(num_steps, jnp.int32)
         return updates, OptimState(state.count + 1, n, m, rng)
 
-    return transformation("hj", init_fn, impl, num_inputs=num_steps, grad_fn=grad_fn)
+    return transformation("hj", impl, momentum=momentum, seed=seed, num_inputs=num_steps,
+                          grad_fn=grad_fn)

@@ -18,7 +18,6 @@ from lesample.optim._base import (
     check_int,
     check_momentum,
     evaluate,
-    init_state,
     outer_step,
     step_inputs,
     transformation,
@@ -41,9 +40,6 @@ def sgd(learning_rate, momentum: float = 0.9, nesterov: bool = True, *, seed: in
     momentum = check_momentum(momentum)
     seed = check_int("seed", seed, low=0)
 
-    def init_fn(params):
-        return init_state(params, momentum, seed)
-
     def impl(state, params, grads, key, batches, *, grad_fn, loss_fn):
         del loss_fn
         rng = state.rng
@@ -54,4 +50,5 @@ def sgd(learning_rate, momentum: float = 0.9, nesterov: bool = True, *, seed: in
         n = state.num_grads + jnp.ones((), jnp.int32)
         return updates, OptimState(state.count + 1, n, m, rng)
 
-    return transformation("sgd", init_fn, impl, num_inputs=1, grad_fn=grad_fn, mode="optional")
+    return transformation("sgd", impl, momentum=momentum, seed=seed, num_inputs=1,
+                          grad_fn=grad_fn, mode="optional")
