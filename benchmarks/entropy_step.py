@@ -1,0 +1,102 @@
+"""Entropy-SGD step cost: one outer step with ``L = 20`` against ``L`` SGD steps, in one run.
+
+Both are the training engine's jitted steps (``lesample.train.make_step``): data on the
+device, mini-batches of 128 gathered from index arrays, dropout on, Nesterov momentum; the
+Entropy-SGD step runs its 20 Langevin steps in one ``lax.scan`` with the noise on
+(``beta = 1e8``), once with exact Gaussian noise and once with random signs (``noise=
+"rademacher"``: same mean and covariance, ``lesample.noise``). SGD is 20 calls of its step.
+Rounds interleave the three so that load from other processes hits all alike; the minimum
+over rounds is reported.
+
+Anchors measured on this CPU: the reference PyTorch implementation takes 496 ms per
+Entropy-SGD step of mnistfc (1.56x its own 20 SGD steps); a plain JAX port 353 ms (1.72x).
+Targets: ratio <= 1.05 and at most 0.45x the reference's 496 ms (<= 223 ms).
+
+Usage: ``python benchmarks/entropy_step.py [--rounds N] [--models mnistfc,lenet]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from flax import nnx
+
+from lesample.nets import MODELS, functional
+from lesample.train import make_optimizer, make_step
+
+REFERENCE_MS = 496.0  # reference PyTorch Entropy-SGD step, mnistfc, this CPU
+TARGET_FRACTION = 0.45
+L, BATCH, NUM_TRAIN = 20, 128, 60_000
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    return time.perf_counter() - start
+
+
+def bench_model(name: str, rounds: int) -> list[dict]:
+    fm = functional(MODELS[name](rngs=nnx.Rngs(0)))
+    rng = np.random.default_rng(0)
+    data = (jnp.asarray(rng.random((NUM_TRAIN, 28, 28, 1), np.float32)),
+            jnp.asarray(rng.integers(0, 10, NUM_TRAIN), jnp.int32))
+    idx = rng.integers(0, NUM_TRAIN, (L, BATCH)).astype(np.int32)
+    keys = jax.random.split(jax.random.PRNGKey(1), L)
+
+    def runner(algo, noise):
+        tx = make_optimizer(algo, steps_per_epoch=1, epochs=1, noise=noise)
+        step = make_step(fm, tx)
+        params = jax.tree_util.tree_map(jnp.copy, fm.params)
+        state = [params, tx.init(params)]
+
+        if algo == "sgd":
+            def run():  # L separate SGD steps, one mini-batch each
+                for i in range(L):
+                    state[:] = step(*state, data, idx[i:i + 1], keys[i])
+                return state
+        else:
+            def run():
+                state[:] = step(*state, data, idx, keys[0])
+                return state
+        run()  # compile
+        return run
+
+    runners = {"sgd": runner("sgd", "gaussian"),
+               "gaussian": runner("entropy_sgd", "gaussian"),
+               "rademacher": runner("entropy_sgd", "rademacher")}
+    times = {k: [] for k in runners}
+    for _ in range(rounds):
+        for k, run in runners.items():
+            times[k].append(_timed(run))
+    sgd = min(times["sgd"])
+    rows = []
+    for noise in ("gaussian", "rademacher"):
+        t = min(times[noise])
+        rows.append(dict(model=name, noise=noise, esgd_step_ms=1e3 * t,
+                         sgd_x20_ms=1e3 * sgd, ratio=t / sgd,
+                         vs_reference=1e3 * t / REFERENCE_MS,
+                         ratio_target_met=t / sgd <= 1.05,
+                         time_target_met=1e3 * t <= TARGET_FRACTION * REFERENCE_MS))
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds")
+    parser.add_argument("--models", default="mnistfc,lenet", help="comma-separated models")
+    args = parser.parse_args()
+    pd.set_option("display.width", 200)
+    print(f"devices: {jax.devices()}; L = {L}, batch = {BATCH}, min over {args.rounds} rounds")
+    rows = [r for m in args.models.split(",") for r in bench_model(m.strip(), args.rounds)]
+    print(pd.DataFrame(rows).to_string(index=False, float_format="%.3f"))
+    print(f"targets: ratio <= 1.05; step <= {TARGET_FRACTION} x {REFERENCE_MS:.0f} ms "
+          f"= {TARGET_FRACTION * REFERENCE_MS:.0f} ms (reference PyTorch, mnistfc)")
+
+
+if __name__ == "__main__":
+    main()
