@@ -68,8 +68,11 @@ def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None) -
     ]
     results = run_cells(out_dir / "cells", cells, run_cell, progress=progress, desc="samplers")
     write_csv(results, out_dir / "results.csv")
-    eff_cell = dict(kind="efficiency", num_draws=2_000 if mode == "quick" else 20_000, version=1)
-    eff = run_cells(out_dir / "cells", [eff_cell], lambda c: efficiency_table(c["num_draws"]),
+    quick = mode == "quick"
+    eff_cell = dict(kind="efficiency", num_draws=2_000 if quick else 20_000,
+                    nuts_draws=250 if quick else 2_000, version=2)
+    eff = run_cells(out_dir / "cells", [eff_cell],
+                    lambda c: efficiency_table(c["num_draws"], nuts_draws=c["nuts_draws"]),
                     progress=progress, desc="efficiency")
     write_csv(eff, out_dir / "efficiency.csv")
     return write_report(results, eff, out_dir, mode=mode)

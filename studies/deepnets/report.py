@@ -1,0 +1,209 @@
+"""The deep-network study's report: Table 1 layout, epochs to SGD's error, curves, run time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lesample.report import Report, subplots
+from lesample.store import write_csv
+
+ALGO_ORDER = ["entropy_sgd", "heat", "hj", "sgd"]  # the column order of paper Table 1
+LABEL = {"entropy_sgd": "Entropy-SGD", "heat": "HEAT", "hj": "HJ", "sgd": "SGD"}
+PAPER = pd.DataFrame(  # paper Table 1 (MNIST): validation error %, @ effective epochs
+    {"entropy_sgd": ["1.08 ± 0.02 @ 120", "0.50 ± 0.01 @ 80"],
+     "heat": ["1.13 ± 0.02 @ 200", "0.59 ± 0.02 @ 75"],
+     "hj": ["1.17 ± 0.04 @ 200", "0.50 ± 0.01 @ 70"],
+     "sgd": ["1.10 ± 0.01 @ 194", "0.50 ± 0.02 @ 67"]},
+    index=pd.Index(["mnistfc", "lenet"], name="model"))
+
+
+def reached(results: pd.DataFrame) -> pd.DataFrame:
+    """Per model, the results up to the last epoch that every cell of the model reached
+    (a stopped run compares like with like)."""
+    last = results.groupby(["model", "algo", "seed"]).epoch.max()
+    common = last.groupby("model").min().rename("common")
+    df = results.merge(common, left_on="model", right_index=True)
+    return df[df.epoch <= df.common].drop(columns="common")
+
+
+def final_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per model x algorithm: mean and std over seeds of the final validation error (%) and
+    effective epochs."""
+    last = df[df.epoch == df.groupby("model").epoch.transform("max")]
+    g = last.groupby(["model", "algo"])
+    return pd.DataFrame({
+        "seeds": g.seed.nunique(),
+        "val_error_mean": 100 * g.val_error.mean(),
+        "val_error_std": 100 * g.val_error.std(ddof=1),
+        "train_loss_mean": g.train_loss.mean(),
+        "effective_epochs": g.effective_epochs.mean(),
+    }).reset_index()
+
+
+def table1(final: pd.DataFrame) -> pd.DataFrame:
+    """Paper Table 1 layout: one row per model, ``mean ± std @ effective epochs``."""
+    cell = final.apply(lambda r: f"{r.val_error_mean:.2f} ± "
+                       f"{0 if np.isnan(r.val_error_std) else r.val_error_std:.2f} "
+                       f"@ {r.effective_epochs:.0f}", axis=1)
+    wide = final.assign(cell=cell).pivot(index="model", columns="algo", values="cell")
+    wide = wide[[a for a in ALGO_ORDER if a in wide.columns]]
+    return wide.rename(columns=LABEL)
+
+
+def epochs_to_sgd(df: pd.DataFrame, final: pd.DataFrame) -> pd.DataFrame:
+    """Per model x algorithm x seed: the first effective epoch at which the validation error
+    is at or below SGD's final mean error of that model (NaN: not reached)."""
+    sgd = final[final.algo == "sgd"].set_index("model").val_error_mean / 100
+    rows = []
+    for (model, algo, seed), g in df.groupby(["model", "algo", "seed"]):
+        if model not in sgd.index:
+            continue
+        hit = g[g.val_error <= sgd[model] + 1e-12]
+        rows.append(dict(model=model, algo=algo, seed=seed, sgd_final_error=100 * sgd[model],
+                         epochs_to_sgd=hit.effective_epochs.min() if len(hit) else np.nan))
+    return pd.DataFrame(rows)
+
+
+def epochs_summary(hits: pd.DataFrame) -> pd.DataFrame:
+    g = hits.groupby(["model", "algo"])
+    return pd.DataFrame({
+        "sgd_final_error": g.sgd_final_error.first(),
+        "seeds_reaching": g.epochs_to_sgd.count(),
+        "seeds": g.seed.nunique(),
+        "epochs_to_sgd_mean": g.epochs_to_sgd.mean(),
+    }).reset_index()
+
+
+def timing_table(results: pd.DataFrame, settings: dict) -> pd.DataFrame:
+    """Measured seconds per effective epoch (training and evaluation) per model x algo, and
+    the projected time of one cell at the mode's budget."""
+    df = results.assign(seconds=results.train_seconds + results.eval_seconds)
+    df = df[df.epoch > 1]  # the first epoch of each call includes compilation
+    g = df.groupby(["model", "algo"])
+    out = pd.DataFrame({"s_per_epoch": g.seconds.median(),
+                        "train_s_per_epoch": g.train_seconds.median()}).reset_index()
+    out["projected_cell_min"] = out.s_per_epoch * settings["epochs"] / 60
+    return out
+
+
+def findings(final, hits_summary) -> list[str]:
+    lines = []
+    for model in final.model.unique():
+        f = final[final.model == model].set_index("algo")
+        if "sgd" not in f.index:
+            continue
+        s = f.loc["sgd"]
+        for algo in ("entropy_sgd", "hj"):
+            if algo not in f.index:
+                continue
+            a = f.loc[algo]
+            h = hits_summary[(hits_summary.model == model) & (hits_summary.algo == algo)]
+            h_sgd = hits_summary[(hits_summary.model == model) & (hits_summary.algo == "sgd")]
+            e_algo = h.epochs_to_sgd_mean.iloc[0] if len(h) else np.nan
+            e_sgd = h_sgd.epochs_to_sgd_mean.iloc[0] if len(h_sgd) else np.nan
+            matched = a.val_error_mean <= s.val_error_mean + (s.val_error_std
+                                                              if np.isfinite(s.val_error_std)
+                                                              else 0)
+            faster = np.isfinite(e_algo) and np.isfinite(e_sgd) and e_algo < e_sgd
+            verdict = ("agrees with" if matched and faster else "does not agree with")
+            lines.append(
+                f"**{model}, {LABEL[algo]}**: {a.val_error_mean:.2f} ± "
+                f"{np.nan_to_num(a.val_error_std):.2f}% against SGD's {s.val_error_mean:.2f} ± "
+                f"{np.nan_to_num(s.val_error_std):.2f}% at {s.effective_epochs:.0f} effective "
+                f"epochs; it reaches SGD's final error after "
+                f"{'never' if not np.isfinite(e_algo) else f'{e_algo:.1f}'} effective epochs "
+                f"(SGD: {e_sgd:.1f}). This {verdict} the paper's claim (matches or beats "
+                "SGD's error in fewer effective epochs).")
+    return lines
+
+
+def curves(df: pd.DataFrame, model: str):
+    fig, axes = subplots(1, 2, figsize=(10, 3.6))
+    for algo in [a for a in ALGO_ORDER if a in set(df.algo)]:
+        g = df[(df.model == model) & (df.algo == algo)].groupby("epoch")
+        x = g.effective_epochs.mean()
+        for ax, col, scale in ((axes[0], "train_loss", 1), (axes[1], "val_error", 100)):
+            m, s = scale * g[col].mean(), scale * g[col].std(ddof=1).fillna(0)
+            ax.plot(x, m, marker="o", ms=3, label=LABEL[algo])
+            ax.fill_between(x, m - s, m + s, alpha=0.2)
+    axes[0].set(xlabel="effective epochs", ylabel="training loss (cross-entropy)",
+                yscale="log", title=f"{model}: training loss")
+    axes[1].set(xlabel="effective epochs", ylabel="validation error (%)",
+                title=f"{model}: validation error")
+    axes[1].legend()
+    return fig
+
+
+def write_report(results: pd.DataFrame, bn: pd.DataFrame, out_dir: Path, *, mode: str,
+                 settings: dict, dataset: str, num_train: int) -> Path:
+    df = reached(results)
+    final = final_table(df)
+    hits = epochs_to_sgd(df, final)
+    hits_summary = epochs_summary(hits)
+    timing = timing_table(results, settings)
+    write_csv(final, out_dir / "summary.csv")
+    write_csv(hits, out_dir / "epochs_to_sgd.csv")
+    write_csv(timing, out_dir / "timing.csv")
+    complete = bool(results.groupby(["model", "algo", "seed"]).epoch.max().min()
+                    >= settings["epochs"])
+    cells = results.groupby(["model", "algo", "seed"]).ngroups
+    status = ("every cell reached the budget" if complete else
+              "**stopped before the budget**: the tables compare all cells at the last "
+              "epoch every cell of a model reached")
+    total_s = (results.train_seconds + results.eval_seconds).sum()
+    rep = Report(
+        "Deep networks: local entropy against SGD at equal effective epochs",
+        intro=(
+            f"Mode **{mode}**: {dataset}, {num_train:,} training images, batches of "
+            f"{settings['batch_size']}, budget {settings['epochs']} effective epochs "
+            f"(learning rate / 5 every {settings['drop_every']}), {cells} cells "
+            f"(model x algorithm x seed); {status}. Effective epochs = gradient evaluations "
+            "x batch / N (paper Remark 22). Settings of each algorithm: "
+            "`lesample/train/algorithms.py`. Validation error is measured on the 10,000 "
+            "test images, as in the paper. BatchNorm statistics are recomputed at x without "
+            "dropout before each evaluation (`lesample/train/step.py`). Entropy-SGD's noise: "
+            f"{', '.join(sorted(set(results.noise)))}. Training time spent: "
+            f"{total_s / 60:.1f} min."
+        ),
+    )
+    rep.add_findings(findings(final, hits_summary)
+                     or ["No SGD baseline in this run: nothing to compare against."])
+    rep.add_heading("Validation error (%) @ effective epochs (Table 1 layout)")
+    rep.add_table(table1(final).reset_index(), caption="Mean ± std over seeds of the final "
+                  "validation error, at the effective epochs reached.")
+    rep.add_table(PAPER.rename(columns=LABEL).reset_index(),
+                  caption="Paper Table 1 (MNIST, not Fashion-MNIST; 6 seeds, full budgets), "
+                  "for the layout; the numbers are not comparable with Fashion-MNIST.")
+    rep.add_heading("Effective epochs to reach SGD's final error")
+    rep.add_table(hits_summary, caption="First effective epoch at which a seed's validation "
+                  "error is at or below SGD's final mean error (mean over the seeds that "
+                  "reach it).")
+    rep.add_heading("Curves")
+    for model in df.model.unique():
+        rep.add_figure(curves(df, model), caption=f"{model}: mean ± std over seeds against "
+                       "effective epochs.")
+    rep.add_heading("BatchNorm statistics")
+    rep.add_text(
+        "The engine never lets a training pass move BatchNorm's running averages (the inner "
+        "iterates y of Entropy-SGD/HJ and HEAT's perturbed points are not the evaluated "
+        "model); it recomputes the statistics at x, without dropout, before evaluating. The "
+        "table compares the final validation error with statistics recomputed with dropout "
+        "on, which is what a running average of training passes would track."
+    )
+    if len(bn):
+        bn_view = bn.groupby(["model", "algo"])[["val_error_no_dropout", "val_error_dropout"]]
+        rep.add_table((100 * bn_view.mean()).reset_index(),
+                      caption="Validation error (%), mean over seeds of finished cells.")
+    rep.add_heading("Run time")
+    rep.add_table(timing, caption="Measured median seconds per effective epoch (training + "
+                  "evaluation, first epoch of each call left out: compilation) on this "
+                  "machine, and the projected minutes of one cell at the budget.")
+    rep.add_text(
+        f"Projected time of all {cells} cells at the budget: "
+        f"{(timing.projected_cell_min.sum() * cells / max(len(timing), 1)) / 60:.1f} h "
+        "(the mean projected cell time x cells)."
+    )
+    return rep.write(out_dir / "report.html")
