@@ -5,6 +5,7 @@ Conventions (DESIGN.md §1): ``gamma`` is the scope, ``beta`` the inverse temper
 ``grad f_gamma(x) = (x - E_rho[y]) / gamma``.
 """
 
+from lesample import optim
 from lesample.estimators import ExponentialAverage, LastIterate, TimeAverage, chain_mean
 from lesample.gaussian import GaussianCase
 from lesample.local_entropy import LocalEntropyInfo, local_entropy_grad
@@ -51,4 +52,5 @@ __all__ = [
     "ExponentialAverage",
     "LastIterate",
     "chain_mean",
+    "optim",
 ]
