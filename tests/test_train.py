@@ -196,3 +196,13 @@ def test_algorithm_names_and_config_checks():
         TrainConfig(noise="uniform")
     with pytest.raises(ValueError, match="epochs"):
         dataclasses.replace(TrainConfig(), epochs=0)
+
+
+def test_until_stops_early_and_a_later_call_goes_on_exactly(digits, tmp_path):
+    config = tiny(algo="sgd", epochs=2, batch_size=32)
+    whole = fit(config, digits)
+    ckpt = tmp_path / "run.npz"
+    assert len(fit(config, digits, checkpoint=ckpt, until=1).history) == 1
+    resumed = fit(config, digits, checkpoint=ckpt)
+    assert_same_params(resumed.params, whole.params)
+    assert resumed.history[METRICS].equals(whole.history[METRICS])

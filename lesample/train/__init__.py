@@ -18,7 +18,14 @@
 
 from lesample.train.algorithms import ALGORITHMS, canonical_algorithm, lr_schedule, make_optimizer
 from lesample.train.checkpoint import load_checkpoint, save_checkpoint
-from lesample.train.loop import TrainConfig, TrainResult, epoch_indices, fit, steps_per_epoch
+from lesample.train.loop import (
+    TrainConfig,
+    TrainResult,
+    epoch_indices,
+    eval_subset,
+    fit,
+    steps_per_epoch,
+)
 from lesample.train.step import Chunks, chunked, make_evaluate, make_step, recalibrate
 
 __all__ = [
@@ -29,6 +36,7 @@ __all__ = [
     "canonical_algorithm",
     "chunked",
     "epoch_indices",
+    "eval_subset",
     "fit",
     "load_checkpoint",
     "lr_schedule",

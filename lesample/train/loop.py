@@ -40,7 +40,8 @@ from lesample.train.algorithms import ALGORITHMS, canonical_algorithm, make_opti
 from lesample.train.checkpoint import load_checkpoint, save_checkpoint
 from lesample.train.step import chunked, make_evaluate, make_step, recalibrate
 
-__all__ = ["TrainConfig", "TrainResult", "epoch_indices", "fit", "steps_per_epoch"]
+__all__ = ["TrainConfig", "TrainResult", "epoch_indices", "eval_subset", "fit",
+           "steps_per_epoch"]
 
 
 @dataclass(frozen=True)
@@ -110,16 +111,24 @@ def epoch_indices(seed: int, epoch: int, num_train: int, shape: tuple[int, ...])
     return np.concatenate(perms)[:count].reshape(shape).astype(np.int32)
 
 
+def eval_subset(seed: int, num_train: int, count: int) -> np.ndarray:
+    """The training rows ``fit`` evaluates on and recomputes BatchNorm statistics from: the
+    first ``count`` of a permutation fixed by ``seed``."""
+    return np.random.default_rng([seed, num_train]).permutation(num_train)[:count]
+
+
 def _header(config: TrainConfig, epoch: int, history: list[dict]) -> dict:
     return dict(config=dataclasses.asdict(config), epoch=epoch, history=history)
 
 
 def fit(config: TrainConfig, data: Dataset, *, checkpoint: str | os.PathLike | None = None,
-        progress: bool = False) -> TrainResult:
+        until: int | None = None, progress: bool = False) -> TrainResult:
     """Train ``config.model`` on ``data`` with ``config.algo`` for ``config.epochs``
     effective epochs; resume from ``checkpoint`` (a file path) if it exists and write it
-    after every epoch. ``progress``: a tqdm bar over outer steps showing the last
-    evaluation's training loss and validation error."""
+    after every epoch. ``until``: stop after that many epochs (the schedule is still the
+    one of ``config.epochs``; a later call with the same checkpoint goes on exactly).
+    ``progress``: a tqdm bar over outer steps showing the last evaluation's training loss
+    and validation error."""
     start_time = time.perf_counter()
     spec = ALGORITHMS[config.algo]
     n, B, L = len(data.train_images), config.batch_size, spec.num_grads
@@ -140,7 +149,7 @@ def fit(config: TrainConfig, data: Dataset, *, checkpoint: str | os.PathLike | N
         start, history = header["epoch"], header["history"]
 
     data_dev = (jnp.asarray(data.train_images), jnp.asarray(data.train_labels))
-    rows = np.random.default_rng([config.seed, n]).permutation(n)[:config.eval_rows]
+    rows = eval_subset(config.seed, n, config.eval_rows)
     train_chunks = chunked(data.train_images[rows], data.train_labels[rows], config.eval_chunk)
     test_chunks = chunked(data.test_images, data.test_labels, config.eval_chunk)
     step, evaluate = make_step(fm, tx), make_evaluate(fm)
@@ -154,7 +163,8 @@ def fit(config: TrainConfig, data: Dataset, *, checkpoint: str | os.PathLike | N
         bar.set_postfix(loss=f"{history[-1]['train_loss']:.4f}",
                         val_err=f"{100 * history[-1]['val_error']:.2f}%")
     params, opt_state = state
-    for epoch in range(start, config.epochs):
+    stop = config.epochs if until is None else min(until, config.epochs)
+    for epoch in range(start, stop):
         t0 = time.perf_counter()
         idx = epoch_indices(config.seed, epoch, n, (steps, L, B))
         for s in range(steps):

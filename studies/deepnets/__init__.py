@@ -2,7 +2,7 @@
 LeNet at equal budgets of effective epochs (Remark 22), several seeds, Fashion-MNIST.
 
 - ``--quick``: the first 2,000 Fashion-MNIST training images (digits if Fashion-MNIST is
-  not installed), the full 10,000-image test set, batches of 64, 4 effective epochs, one
+  not installed), the full 10,000-image test set, batches of 32, 3 effective epochs, one
   seed: minutes on a CPU; it checks the pipeline, not the paper's claim.
 - ``--full``: Fashion-MNIST 60k/10k, batches of 128, 30 effective epochs (learning rate
   divided by 5 every 15), 3 seeds. Cells advance in rounds of a few epochs each, every cell
@@ -27,8 +27,8 @@ ALGOS = ("sgd", "entropy_sgd", "hj", "heat")
 #: Per mode: training rows (None: all), batch, effective epochs, learning-rate drop
 #: period, seeds, epochs per round, training rows for BatchNorm statistics.
 MODES = {
-    "quick": dict(limit=2_000, batch_size=64, epochs=4, drop_every=2, seeds=1,
-                  round_epochs=4, eval_rows=1_000),
+    "quick": dict(limit=2_000, batch_size=32, epochs=3, drop_every=2, seeds=1,
+                  round_epochs=3, eval_rows=1_000),
     "full": dict(limit=None, batch_size=128, epochs=30, drop_every=15, seeds=3,
                  round_epochs=2, eval_rows=5_000),
 }
@@ -80,6 +80,7 @@ def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None,
     settings, cells = plan(mode, seeds=seeds, model=model, algo=algo, epochs=epochs,
                            round_epochs=round_epochs, noise=noise)
     data = load_data(settings["limit"], data_dir)
-    results, bn = run_rounds(cells, data, out_dir, settings["round_epochs"], progress)
-    return write_report(results, bn, out_dir, mode=mode, settings=settings,
-                        dataset=data.name, num_train=len(data.train_images))
+    return run_rounds(
+        cells, data, out_dir, settings["round_epochs"], progress,
+        lambda results, bn: write_report(results, bn, out_dir, mode=mode, settings=settings,
+                                         dataset=data.name, num_train=len(data.train_images)))

@@ -10,6 +10,7 @@ with dropout on), kept in a ``CellStore``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -56,13 +57,16 @@ def bn_comparison(result: TrainResult, data: Dataset, config: TrainConfig) -> pd
 
 
 def run_rounds(cells: list[dict], data: Dataset, out_dir: Path, round_epochs: int,
-               progress: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Advance all cells round by round to their budget; ``(histories, bn)`` tables."""
+               progress: bool, on_round: Callable[[pd.DataFrame, pd.DataFrame], object]):
+    """Advance all cells round by round to their budget, calling ``on_round(histories,
+    bn)`` with the tables so far after every round (the report of a stopped run is that of
+    its last round); return what the last call returned."""
     ckpt_dir = out_dir / "checkpoints"
     bn_store = CellStore(out_dir / "cells")
     budget = max(c["epochs"] for c in cells)
     histories: dict[str, pd.DataFrame] = {}
     bn_rows = []
+    out = None
     for until in range(round_epochs, budget + round_epochs, round_epochs):
         for cell in cells:
             config = TrainConfig(**cell)
@@ -77,6 +81,7 @@ def run_rounds(cells: list[dict], data: Dataset, out_dir: Path, round_epochs: in
                 if not bn_store.has(bn_cell):
                     bn_store.save(bn_cell, bn_comparison(result, data, config))
                 bn_rows.append(bn_store.load(bn_cell).assign(**cell))
-    bn = pd.concat(bn_rows, ignore_index=True) if bn_rows else pd.DataFrame()
-    write_csv(bn, out_dir / "bn.csv")
-    return pd.concat(histories.values(), ignore_index=True), bn
+        bn = pd.concat(bn_rows, ignore_index=True) if bn_rows else pd.DataFrame()
+        write_csv(bn, out_dir / "bn.csv")
+        out = on_round(pd.concat(histories.values(), ignore_index=True), bn)
+    return out

@@ -47,7 +47,7 @@ def table1(final: pd.DataFrame) -> pd.DataFrame:
     """Paper Table 1 layout: one row per model, ``mean ± std @ effective epochs``."""
     cell = final.apply(lambda r: f"{r.val_error_mean:.2f} ± "
                        f"{0 if np.isnan(r.val_error_std) else r.val_error_std:.2f} "
-                       f"@ {r.effective_epochs:.0f}", axis=1)
+                       f"@ {r.effective_epochs:.1f}", axis=1)
     wide = final.assign(cell=cell).pivot(index="model", columns="algo", values="cell")
     wide = wide[[a for a in ALGO_ORDER if a in wide.columns]]
     return wide.rename(columns=LABEL)
@@ -113,9 +113,9 @@ def findings(final, hits_summary) -> list[str]:
                 f"**{model}, {LABEL[algo]}**: {a.val_error_mean:.2f} ± "
                 f"{np.nan_to_num(a.val_error_std):.2f}% against SGD's {s.val_error_mean:.2f} ± "
                 f"{np.nan_to_num(s.val_error_std):.2f}% at {s.effective_epochs:.0f} effective "
-                f"epochs; it reaches SGD's final error after "
-                f"{'never' if not np.isfinite(e_algo) else f'{e_algo:.1f}'} effective epochs "
-                f"(SGD: {e_sgd:.1f}). This {verdict} the paper's claim (matches or beats "
+                f"epochs; it reaches SGD's final error "
+                f"{'never' if not np.isfinite(e_algo) else f'after {e_algo:.1f} effective epochs'}"
+                f" (SGD: {e_sgd:.1f}). This {verdict} the paper's claim (matches or beats "
                 "SGD's error in fewer effective epochs).")
     return lines
 
