@@ -8,6 +8,7 @@ Conventions (DESIGN.md §1): ``gamma`` is the scope, ``beta`` the inverse temper
 from lesample import optim
 from lesample.estimators import ExponentialAverage, LastIterate, TimeAverage, chain_mean
 from lesample.gaussian import GaussianCase
+from lesample.kmeans import LocalEntropyKMeans
 from lesample.local_entropy import LocalEntropyInfo, local_entropy_grad
 from lesample.samplers import (
     SAMPLERS,
@@ -30,6 +31,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "GaussianCase",
+    "LocalEntropyKMeans",
     "local_entropy_grad",
     "LocalEntropyInfo",
     "LocalEntropyTarget",

@@ -1,0 +1,131 @@
+"""The k-means study's report: per instance x method, the spread of the final energies,
+the shares at the best-known minimum and in its basin, times, and equal-time restarts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lesample.report import Report, subplots
+from studies.kmeans.instances import make_instance
+
+RTOL = 1e-4
+TARGETS = {"unequal": 95.0, "pair": 95.0, "groups": 50.0}
+
+
+def summarise(results: pd.DataFrame, refs: pd.DataFrame) -> pd.DataFrame:
+    """One row per instance x method: energy min/max/mean/std, % at the global minimum,
+    % in its basin, median seconds per run."""
+    best = refs.groupby("instance").energy.min()
+    df = results.assign(best=results.instance.map(best))
+    df["at_min"] = df.energy <= df.best * (1 + RTOL)
+    df["in_basin"] = df.polished <= df.best * (1 + RTOL)
+    out = df.groupby(["instance", "label"], sort=False).agg(
+        trials=("trial", "size"), min=("energy", "min"), max=("energy", "max"),
+        mean=("energy", "mean"), std=("energy", "std"), pct_global=("at_min", "mean"),
+        pct_basin=("in_basin", "mean"), median_s=("seconds", "median"),
+    ).reset_index()
+    out[["pct_global", "pct_basin"]] *= 100
+    return out
+
+
+def equal_time(summary: pd.DataFrame) -> pd.DataFrame:
+    """Ours from random starts against ``KMeans`` with as many k-means++ restarts as fit in
+    one of our runs: the restarted share is ``1 - (1 - p)^n`` with ``p`` its single-start
+    share at the minimum."""
+    rows = []
+    for inst, g in summary.groupby("instance", sort=False):
+        g = g.set_index("label")
+        ours, pp = g.loc["ours (random)"], g.loc["KMeans (k-means++)"]
+        n = max(1, int(ours.median_s // pp.median_s))
+        p = pp.pct_global / 100
+        rows.append(dict(instance=inst, ours_s=ours.median_s, kmeanspp_s=pp.median_s,
+                         restarts=n, ours_pct=ours.pct_global,
+                         restarted_pct=100 * (1 - (1 - p) ** n)))
+    return pd.DataFrame(rows)
+
+
+def _figure(results: pd.DataFrame, refs: pd.DataFrame):
+    best = refs.groupby("instance").energy.min()
+    instances = list(dict.fromkeys(results.instance))
+    fig, axes = subplots(1, len(instances), figsize=(4.2 * len(instances), 3.6))
+    for ax, inst in zip(np.atleast_1d(axes), instances, strict=True):
+        d = results[results.instance == inst]
+        labels = list(dict.fromkeys(d.label))
+        ax.boxplot([d[d.label == m].energy / best[inst] for m in labels], vert=False)
+        ax.set_yticks(range(1, len(labels) + 1), labels, fontsize=7)
+        ax.set_xscale("log")
+        ax.set_title(inst)
+        ax.set_xlabel("final energy / best known")
+    return fig
+
+
+def write_report(results: pd.DataFrame, refs: pd.DataFrame, out_dir: Path, *, mode: str,
+                 hyper: dict, restarts: int) -> Path:
+    summary = summarise(results, refs)
+    eq = equal_time(summary)
+    ours = summary[summary.label == "ours (random)"].set_index("instance")
+    single = summary[summary.label.str.startswith(("KMeans", "MiniBatch"))]
+    single_best = single.groupby("instance").pct_global.max()
+    findings = []
+    for inst, target in TARGETS.items():
+        got = ours.pct_global[inst]
+        findings.append(
+            f"{inst}: ours from random starts reaches the best-known minimum in {got:.0f}% "
+            f"of trials (target {target:.0f}%: {'met' if got >= target else 'missed'}); the "
+            f"best single-start baseline reaches {single_best[inst]:.0f}%.")
+    for row in eq.itertuples():
+        findings.append(
+            f"{row.instance}, equal wall time: ours {row.ours_pct:.0f}% against "
+            f"{row.restarted_pct:.0f}% for {row.restarts} k-means++ restarts of KMeans "
+            f"({'higher' if row.ours_pct > row.restarted_pct else 'not higher'}).")
+    findings.append(
+        "What limits ours: the local-entropy phase runs Langevin dynamics on the centres, "
+        "and a centre leaving one cluster for another crosses empty space where it owns no "
+        "point (zero gradient); at a temperature high enough to cross those barriers the "
+        "free energy favours the wide, diffuse clusters, while these instances put the "
+        "global minimum on small tight clusters (the narrow basins). The final Lloyd "
+        "polish then converges to the basin the descent ended in.")
+    trials = int(summary.trials.max())
+    rep = Report(
+        "k-means: local entropy against Lloyd and mini-batch k-means",
+        intro=(
+            "How often does each method reach the global minimum of the k-means energy "
+            "`J = (1/N) sum_j min_i |c_i - x_j|^2` (the mean squared distance to the nearest "
+            "centre) from random starts? Three instances generated from seeds; every method "
+            f"runs {trials} trials, each with its own seed. The best-known minimum is the "
+            f"best of {restarts} k-means++ restarts of Lloyd (run to convergence) and Lloyd "
+            "from the generating centres."),
+        details={"mode": mode, "trials": trials, "restarts": restarts},
+    )
+    rep.add_findings(findings)
+    rep.add_heading("Instances")
+    rep.add_text("\n".join(
+        f"- `{i}`: {make_instance(i).description}; best-known J = "
+        f"{refs[refs.instance == i].energy.min():.6f}." for i in TARGETS))
+    rep.add_heading("Results")
+    rep.add_text(
+        "`pct_global`: % of trials whose final energy is within 1e-4 (relative) of the "
+        "best-known minimum; `pct_basin`: the same after a Lloyd polish of the final "
+        "centres (the trial ended in the global minimum's basin); `median_s`: median wall "
+        "time of one run. Ours ends with Lloyd iterations, so for it the two shares agree; "
+        "MiniBatchKMeans stops short of the exact minimum, hence its low `pct_global`. "
+        "Our hyperparameters, the same for all instances of this mode: "
+        + ", ".join(f"`{k}={v}`" for k, v in hyper.items())
+        + " and the estimator's defaults for the others (`gamma=0.03`, `scoping=0.03`, "
+        "`lr=1`, `lr_inner=0.5`, `beta=1000`, `alpha=0.75`, ULA). Our wall time is measured "
+        "on single fits after compilation; the trials themselves run vmapped.")
+    rep.add_table(summary, caption="Final energy J per instance and method.",
+                  float_format={"min": ".5f", "max": ".5f", "mean": ".5f", "std": ".2e",
+                                "pct_global": ".0f", "pct_basin": ".0f", "median_s": ".3f"})
+    rep.add_table(eq, caption="Equal wall time: ours (random starts) against KMeans with "
+                              "k-means++ restarts.",
+                  float_format={"ours_s": ".3f", "kmeanspp_s": ".3f", "ours_pct": ".0f",
+                                "restarted_pct": ".0f"})
+    rep.add_figure(_figure(results, refs), caption="Final energies relative to the best "
+                                                   "known, per method (log scale).")
+    rep.add_text("Data: [results.csv](results.csv) (one row per trial), "
+                 "[reference.csv](reference.csv).")
+    return rep.write(out_dir / "report.html")
