@@ -60,12 +60,14 @@ def _driver_row(name, algorithm, position, num_draws, chains, case, x, repeats, 
 
 
 def efficiency_table(num_draws=10_000, chain_counts=(4, 64), dim=100, kappa=100.0,
-                     peers_on=True, repeats=3, nuts_draws=1_000) -> pd.DataFrame:
+                     peers_on=True, repeats=3, nuts_draws=1_000,
+                     nuts_chain_counts=(4, 64)) -> pd.DataFrame:
     """One row per sampler and chain count, all on the same Gaussian ``rho``.
 
     Every sampler runs at each of ``chain_counts`` (chains vectorised with ``vmap``), so each
-    gets its best configuration; NUTS keeps ``nuts_draws`` draws per chain (each costs tens of
-    gradients), the others ``num_draws``. ``family_best`` marks each sampler's best chain
+    gets its best configuration; NUTS (NumPyro and BlackJAX) runs at ``nuts_chain_counts``
+    and keeps ``nuts_draws`` draws per chain (each costs tens of gradients), the others
+    ``num_draws``. ``family_best`` marks each sampler's best chain
     count, and ``best_ours_over_this`` is the best of our kernels' ESS/s divided by the row's.
     """
     case = le.GaussianCase.from_condition_number(dim, kappa, gamma=1.0, beta=1.0, seed=0)
@@ -91,14 +93,16 @@ def efficiency_table(num_draws=10_000, chain_counts=(4, 64), dim=100, kappa=100.
     for chains in chain_counts:
         for name, algorithm in ours_kernels:
             rows.append(_driver_row(name, algorithm, start, num_draws, chains, case, x, repeats))
-        adapt = jax.jit(lambda k, chains=chains: le.run_chains(
-            nuts, k, start, num_steps=peers.NUM_WARMUP, num_chains=chains,
-            keep_draws=False).final_state)
-        rows.append(_driver_row("numpyro nuts", nuts_from, adapt(jax.random.key(4)), nuts_draws,
-                                chains, case, x, repeats, stacked=True))
+        with_nuts = chains in nuts_chain_counts
+        if with_nuts:
+            adapt = jax.jit(lambda k, chains=chains: le.run_chains(
+                nuts, k, start, num_steps=peers.NUM_WARMUP, num_chains=chains,
+                keep_draws=False).final_state)
+            rows.append(_driver_row("numpyro nuts", nuts_from, adapt(jax.random.key(4)),
+                                    nuts_draws, chains, case, x, repeats, stacked=True))
         if peers_on:
             rows += blackjax_rows(target, case, x, start, num_draws, nuts_draws, chains, lam,
-                                  repeats)
+                                  repeats, with_nuts)
     table = pd.DataFrame(rows)
     family_max = table.groupby("sampler").ess_per_second.transform("max")
     table["family_best"] = table.ess_per_second == family_max
@@ -107,7 +111,8 @@ def efficiency_table(num_draws=10_000, chain_counts=(4, 64), dim=100, kappa=100.
     return table
 
 
-def blackjax_rows(target, case, x, start, num_draws, nuts_draws, chains, lam, repeats):
+def blackjax_rows(target, case, x, start, num_draws, nuts_draws, chains, lam, repeats,
+                  with_nuts=True):
     rows = []
     keys = jax.random.split(jax.random.key(7), chains)
     for name, h in (("blackjax-sgld", 0.5 / lam.max()), ("blackjax-mala", 0.8 / lam.max())):
@@ -117,7 +122,8 @@ def blackjax_rows(target, case, x, start, num_draws, nuts_draws, chains, lam, re
         seconds = best_time(run, jax.random.key(7), repeats=repeats)
         rows.append(_row(name.replace("-", " "), draws, seconds, int(grads.sum()), case, x,
                          chains))
-
+    if not with_nuts:
+        return rows
     adapt = jax.jit(jax.vmap(lambda k: peers.nuts_adapt(target, k, start, 0.1)[:2]))
     state, params = adapt(keys)
     run = jax.jit(jax.vmap(lambda p, s, k: peers.nuts_sample(target, p, s, k, nuts_draws)))

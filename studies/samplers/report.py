@@ -147,9 +147,27 @@ def error_figure(summary: pd.DataFrame, target: str):
     return fig
 
 
+def console_summary(summary: pd.DataFrame, l20_table: pd.DataFrame) -> str:
+    """The headline tables as text: per sampler, its best setting at L = 20 on the first
+    Gaussian target (gradient error, W2, ESS per gradient, seconds), and the L = 20 findings."""
+    gauss = summary[summary.target.str.startswith("gauss") & (summary.L == 20)
+                    & (summary.divergences == 0)].dropna(subset=["grad_rel_error"])
+    gauss = gauss[gauss.target == gauss.target.iloc[0]] if len(gauss) else gauss
+    best = gauss.loc[gauss.groupby("sampler").grad_rel_error.idxmin()].sort_values(
+        "grad_rel_error")
+    cols = ["sampler", "step_size", "friction", "estimator", "grad_rel_error", "err_ci95", "w2",
+            "ess_per_grad", "seconds"]
+    title = f"{gauss.target.iloc[0]}, L = 20, best setting per sampler" if len(gauss) else ""
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        return (f"{title}\n{best[cols].to_string(index=False, float_format='%.4g')}\n\n"
+                f"L = 20 against the reference inner loop\n"
+                f"{l20_table.to_string(index=False, float_format='%.3g')}")
+
+
 def write_report(results: pd.DataFrame, eff: pd.DataFrame, out_dir: Path, mode: str) -> Path:
     summary = summarise(results)
     l20_lines, l20_table = l20_findings(summary)
+    print(console_summary(summary, l20_table))
     rep = Report(
         "Sampler comparison: estimating grad f_gamma with a budget of L gradients",
         intro=(
