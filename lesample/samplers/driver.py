@@ -70,6 +70,7 @@ def run_chains(
     estimator=None,
     keep_draws: bool = True,
     stacked: bool = False,
+    unroll: int | bool = 1,
 ) -> Trace:
     """Run ``num_chains`` chains of ``algorithm`` for ``num_steps`` transitions (pure).
 
@@ -80,12 +81,17 @@ def run_chains(
         ``num_steps``; step ``k`` of every chain sees batch ``k``.
       estimator: ``"uniform"``, ``"exponential"``, ``"last"``, an estimator instance, or
         None (no estimate).
+      unroll: steps per loop iteration (``True``: all, no loop). Unrolling trades compile
+        time for less per-step loop overhead (about 1.3x faster for 64 chains of a d = 100
+        Gaussian at 4), and XLA:CPU picks fast layouts for convolution gradients only
+        outside loops.
     """
     _check_settings(num_steps, num_chains, burn_in, thin)
     if batches is not None and not algorithm.minibatch:
         raise TypeError(f"the {algorithm.name!r} kernel is full-batch: pass `batches=None`.")
     est = None if estimator is None else get_estimator(estimator)
     num_kept = (num_steps - burn_in) // thin
+    steps = num_steps if unroll is True else max(1, int(unroll))  # steps per loop iteration
     if batches is not None:
         lengths = {np.shape(leaf)[0] for leaf in jax.tree_util.tree_leaves(batches)}
         if lengths != {num_steps}:
@@ -106,7 +112,7 @@ def run_chains(
         k_init, k_burn, k_main = jax.random.split(key, 3)
         state = algorithm.init(start, k_init, *([] if batches is None else [first_batch]))
         state, burn_info = jax.lax.scan(
-            transition, state, (jax.random.split(k_burn, burn_in), burn_batches)
+            transition, state, (jax.random.split(k_burn, burn_in), burn_batches), unroll=unroll
         )
         acc = None if est is None else est.init(state.position)
 
@@ -116,12 +122,13 @@ def run_chains(
             acc = None if est is None else est.update(acc, state.position)
             return (state, acc), info
 
-        def outer(carry, xs):
-            carry, info = jax.lax.scan(inner, carry, xs)
+        def outer(carry, xs):  # thin steps, then keep a draw
+            carry, info = jax.lax.scan(inner, carry, xs, unroll=True if thin <= steps else steps)
             return carry, (carry[0].position if keep_draws else None, info)
 
         keys = jax.random.split(k_main, num_kept * thin).reshape((num_kept, thin))
-        (state, acc), (draws, info) = jax.lax.scan(outer, (state, acc), (keys, main_batches))
+        (state, acc), (draws, info) = jax.lax.scan(outer, (state, acc), (keys, main_batches),
+                                                   unroll=max(1, steps // thin))
         info = jax.tree_util.tree_map(lambda u: u.reshape((num_kept * thin,) + u.shape[2:]), info)
         info = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), burn_info, info)
         estimate = None if est is None else est.result(acc)
@@ -139,7 +146,7 @@ def run_chains(
 _run_jit = jax.jit(
     run_chains,
     static_argnames=("algorithm", "num_steps", "num_chains", "burn_in", "thin", "estimator",
-                     "keep_draws", "stacked"),
+                     "keep_draws", "stacked", "unroll"),
 )
 
 
@@ -169,6 +176,7 @@ def sample(
     estimator=None,
     keep_draws: bool = True,
     stacked: bool = False,
+    unroll: int | bool = 1,
     on_divergence: str = "raise",
 ) -> Trace:
     """Eager, jitted ``run_chains`` that checks for divergence.
@@ -185,6 +193,7 @@ def sample(
     trace = _run_jit(
         algorithm, key, position, num_steps=num_steps, num_chains=num_chains, burn_in=burn_in,
         thin=thin, batches=batches, estimator=estimator, keep_draws=keep_draws, stacked=stacked,
+        unroll=unroll,
     )
     report_divergence(trace.diverged, on_divergence)
     return trace
