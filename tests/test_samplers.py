@@ -27,7 +27,7 @@ from scipy import integrate, stats
 import lesample as le
 from lesample import diagnostics
 from lesample.noise import normal_like
-from lesample.samplers import DivergenceError, DivergenceWarning, build_sampler, run_chains, sample
+from lesample.samplers import DivergenceError, DivergenceWarning, build_sampler, sample
 
 Z_SE = 5.0
 EPS32 = float(np.finfo(np.float32).eps)
@@ -130,10 +130,6 @@ def rugged_mean(x: float, beta: float) -> float:
                           limit=200)[0] / z
 
 
-_run_jit = jax.jit(run_chains, static_argnames=(
-    "algorithm", "num_steps", "num_chains", "burn_in", "estimator", "keep_draws"))
-
-
 @pytest.mark.parametrize(("sampler", "steps", "order", "num_chains", "duration", "options"), [
     ("ula", (0.0125, 0.025, 0.05), 1.0, 4096, 50, {}),
     ("baoab", (0.15, 0.15 * math.sqrt(2), 0.3), 2.0, 65536, 200, dict(friction=1.0)),
@@ -146,7 +142,7 @@ def test_bias_order_on_a_non_gaussian_target(sampler, steps, order, num_chains, 
     bias, se = [], []
     for h in steps:
         burn_in = round(20 / h)
-        trace = _run_jit(build_sampler(sampler, target, h, **options), jax.random.key(2),
+        trace = sample(build_sampler(sampler, target, h, **options), jax.random.key(2),
                          target.x, num_steps=burn_in + round(duration / h),
                          num_chains=num_chains, burn_in=burn_in, estimator="uniform",
                          keep_draws=False)
@@ -238,6 +234,8 @@ def test_divergence_raises_or_is_reported_and_left_out_of_the_mean():
     (dict(num_steps=10, burn_in=10), ValueError, "burn_in"),
     (dict(num_steps=10, thin=3), ValueError, "thin"),
     (dict(num_steps=10, on_divergence="ignore"), ValueError, "on_divergence"),
+    (dict(num_steps=10, unroll=0), ValueError, "unroll"),
+    (dict(num_steps=10, unroll=False), ValueError, "unroll"),
     (dict(num_steps=10, batches=jnp.zeros((10, 2))), TypeError, "batches"),
 ])
 def test_driver_bad_input(kwargs, error, name):

@@ -44,7 +44,10 @@ class Trace(NamedTuple):
     num_grads: jax.Array  # (chains,) gradient evaluations spent, initialisation excluded
 
 
-def _check_settings(num_steps, num_chains, burn_in, thin) -> None:
+def _check_settings(num_steps, num_chains, burn_in, thin, unroll) -> None:
+    if unroll is not True and (isinstance(unroll, bool) or not isinstance(unroll, int | np.integer)
+                               or unroll < 1):
+        raise ValueError(f"`unroll` must be an integer >= 1 or True; got {unroll!r}.")
     for name, value, low in (("num_steps", num_steps, 1), ("num_chains", num_chains, 1),
                              ("burn_in", burn_in, 0), ("thin", thin, 1)):
         if not isinstance(value, int | np.integer) or value < low:
@@ -84,12 +87,12 @@ def run_chains(
       unroll: steps per loop iteration (``True``: all, no loop): fewer loop iterations for
         cheap kernels, paid for in compile time.
     """
-    _check_settings(num_steps, num_chains, burn_in, thin)
+    _check_settings(num_steps, num_chains, burn_in, thin, unroll)
     if batches is not None and not algorithm.minibatch:
         raise TypeError(f"the {algorithm.name!r} kernel is full-batch: pass `batches=None`.")
     est = None if estimator is None else get_estimator(estimator)
     num_kept = (num_steps - burn_in) // thin
-    steps = num_steps if unroll is True else max(1, int(unroll))  # steps per loop iteration
+    steps = num_steps if unroll is True else int(unroll)  # steps per loop iteration
     if batches is not None:
         lengths = {np.shape(leaf)[0] for leaf in jax.tree_util.tree_leaves(batches)}
         if lengths != {num_steps}:

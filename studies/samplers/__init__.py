@@ -23,20 +23,20 @@ def settings(lipschitz: float, minibatch: bool = False, quick: bool = False,
     Quick mode keeps one or two per sampler, and on the mini-batch target (digits) the
     one-gradient kernels only (NUTS there costs ~10 min a cell). ``peers``: add BlackJAX."""
     inv, inv_sqrt = 1.0 / lipschitz, lipschitz**-0.5
-    short = quick and minibatch
+    lean = quick and minibatch
     pick = (lambda full, short: short) if quick else (lambda full, short: full)
     out = [dict(sampler="ula", step_size=0.1)]  # the reference step, in absolute units
     out += [dict(sampler="ula", step_size=r * inv) for r in pick((0.5, 1.0, 1.5), (1.5,))]
-    out += [] if short else [dict(sampler="mala", step_size=r * inv)
+    out += [] if lean else [dict(sampler="mala", step_size=r * inv)
                              for r in pick((0.5, 1.0), (1.0,))]
     out += [dict(sampler="hj", step_size=r * inv) for r in pick((1.0, 1.5), (1.5,))]
     out += [dict(sampler="baoab", step_size=r * inv_sqrt, friction=f)
             for r in pick((0.5, 1.0, 1.9), (1.9,))
-            for f in pick((0.3, 1.0, 3.0), (1.0,) if short else (0.3, 1.0))]
-    out += [] if short else [dict(sampler="nuts", step_size=inv_sqrt, num_warmup=100)]
+            for f in pick((0.3, 1.0, 3.0), (1.0,) if lean else (0.3, 1.0))]
+    out += [] if lean else [dict(sampler="nuts", step_size=inv_sqrt, num_warmup=100)]
     if peers:
         out += [dict(sampler="blackjax-sgld", step_size=inv)]
-        out += [] if short else [dict(sampler="blackjax-mala", step_size=inv),
+        out += [] if lean else [dict(sampler="blackjax-mala", step_size=inv),
                                  dict(sampler="blackjax-nuts", step_size=inv_sqrt)]
     if minibatch:  # SGLD on mini-batches of 128 rows, as Entropy-SGD runs
         out += [dict(sampler="sgld", step_size=r * inv, batch_size=128)
