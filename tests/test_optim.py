@@ -345,6 +345,23 @@ def test_gradient_counts_match_calls():
         assert int(state.num_grads) == len(calls) == 2 * per_update
 
 
+@pytest.mark.parametrize("make", [
+    lambda u: optim.entropy_sgd(0.05, gamma=0.5, num_steps=4, beta=50.0, unroll=u),
+    lambda u: optim.hj(gamma=0.5, num_steps=4, unroll=u),
+    lambda u: optim.hj(gamma=0.5, num_steps=4, form="rho2", unroll=u),
+    lambda u: optim.heat(0.05, gamma=0.5, num_steps=4, unroll=u),
+], ids=["entropy_sgd", "hj", "hj-rho2", "heat"])
+def test_unrolled_inner_loop_gives_the_same_iterates(make):
+    """``unroll`` changes the compiled loop, not the arithmetic: the same key gives the same
+    iterates (to float32 rounding) with the loop rolled, partly and fully unrolled."""
+    x = jnp.array([0.3, -1.2])
+    batches = 0.1 * jax.random.normal(jax.random.key(4), (4, 2))  # 'mini-batch' noise
+    paths = [run_steps(make(u), x, 3, grad_fn=wavy_grad, batches=batches)[0]
+             for u in (1, 2, True)]
+    for path in paths[1:]:
+        np.testing.assert_allclose(path, paths[0], rtol=1e-5, atol=1e-6)
+
+
 def test_sgd_is_optax_sgd():
     """Same iterates as ``optax.sgd`` (Nesterov 0.9), fed the gradient or via ``grad_fn``."""
     Q, c = quadratic(3, 0.5, 2.0, seed=7)
@@ -459,6 +476,9 @@ def test_bad_input_names_the_argument():
         optim.scoping(0.1, 1.0)
     with pytest.raises(ValueError, match="learning_rate"):
         optim.heat(lambda k: -1.0, gamma=0.1)
+    for make in (optim.entropy_sgd, optim.hj, lambda **kw: optim.heat(0.1, **kw)):
+        with pytest.raises(ValueError, match="unroll"):
+            make(gamma=0.1, unroll=0)
     with pytest.raises(TypeError, match="grad_fn"):
         optim.entropy_sgd(gamma=0.1, grad_fn=3)
     tx = optim.entropy_sgd(gamma=0.1, num_steps=3)

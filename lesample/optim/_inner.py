@@ -17,6 +17,7 @@ from lesample.estimators import ExponentialAverage, chain_mean, get_estimator
 from lesample.noise import check_noise
 from lesample.optim._base import check_int, check_positive, typed_key
 from lesample.samplers import SAMPLERS, build_sampler, run_chains
+from lesample.samplers.driver import check_unroll
 from lesample.target import LocalEntropyTarget, local_entropy_target
 
 PyTree = Any
@@ -31,12 +32,13 @@ class InnerLoop:
     """Validated settings of an inner sampling loop; ``mean(...)`` runs it (pure, jit-able)."""
 
     def __init__(self, *, sampler, num_steps, step_size, beta, noise, alpha, estimator,
-                 num_chains, burn_in, sampler_options):
+                 num_chains, burn_in, sampler_options, unroll=1):
         if sampler not in SAMPLERS:
             raise ValueError(f"`sampler` must be one of {sorted(SAMPLERS)}; got {sampler!r}.")
         self.num_steps = check_int("num_steps", num_steps)
         self.num_chains = check_int("num_chains", num_chains)
         self.burn_in = check_int("burn_in", burn_in, low=0)
+        self.unroll = check_unroll(unroll)
         if self.burn_in >= self.num_steps:
             raise ValueError(f"`burn_in` ({burn_in}) must be smaller than `num_steps` "
                              f"({num_steps}).")
@@ -85,7 +87,7 @@ class InnerLoop:
             algorithm, typed_key(noise_key), x, num_steps=self.num_steps,
             num_chains=self.num_chains, burn_in=self.burn_in,
             batches=grad_inputs if self.minibatch else None, estimator=self.estimator,
-            keep_draws=False,
+            keep_draws=False, unroll=self.unroll,
         )
         mean = chain_mean(trace.estimate, trace.diverged)
         mean = jax.tree_util.tree_map(lambda m, u: m.astype(u.dtype), mean, x)

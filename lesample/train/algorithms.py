@@ -84,17 +84,20 @@ def lr_schedule(lr: float, steps_per_epoch: int, drop_every: float, epochs: int)
 
 def make_optimizer(algo: str, *, steps_per_epoch: int, epochs: int, drop_every: float = 60,
                    seed: int = 0, noise: str = "gaussian", lr: float | None = None,
-                   gamma: float | None = None) -> optax.GradientTransformationExtraArgs:
+                   gamma: float | None = None,
+                   unroll: int | bool = 1) -> optax.GradientTransformationExtraArgs:
     """The ``lesample.optim`` transformation of ``algo`` with the settings of the module
     docstring; ``lr`` and ``gamma`` override the defaults; ``noise`` is Entropy-SGD's
-    Langevin noise ("gaussian" or "rademacher"); ``seed`` seeds the optimiser's own noise."""
+    Langevin noise ("gaussian" or "rademacher"); ``seed`` seeds the optimiser's own noise;
+    ``unroll`` is the inner loop's (``lesample.optim.entropy_sgd``)."""
     spec = ALGORITHMS[canonical_algorithm(algo)]
     base = lr_schedule(spec.lr if lr is None else lr, steps_per_epoch, drop_every, epochs)
     if spec.name == "sgd":
         return optim.sgd(base, momentum=MOMENTUM, seed=seed)
     scope = optim.scoping(spec.gamma if gamma is None else gamma, SCOPING)
     eta = (lambda n: base(n) * scope(n)) if spec.local_entropy else base
-    common = dict(gamma=scope, num_steps=spec.num_grads, momentum=MOMENTUM, seed=seed)
+    common = dict(gamma=scope, num_steps=spec.num_grads, momentum=MOMENTUM, seed=seed,
+                  unroll=unroll)
     if spec.name == "entropy_sgd":
         return optim.entropy_sgd(eta, noise=noise, **common)
     if spec.name == "hj":

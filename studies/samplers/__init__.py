@@ -41,22 +41,51 @@ def settings(lipschitz: float, minibatch: bool = False, quick: bool = False,
     if minibatch:  # SGLD on mini-batches of 128 rows, as Entropy-SGD runs
         out += [dict(sampler="sgld", step_size=r * inv, batch_size=128)
                 for r in pick((0.5, 1.0), (1.0,))]
+    # The reference step 0.1 coincides with 1/L when L = 10: keep the first of equal settings.
+    unique: dict[tuple, dict] = {}
+    for s in out:
+        unique.setdefault(tuple(sorted(s.items())), s)
+    return list(unique.values())
+
+
+def target_settings(name: str, mode: str) -> list[dict]:
+    """The settings run on a target: the dense grid on the full mode's headline targets,
+    the sparse one elsewhere; peers on the Gaussians (and everywhere in full mode); no NUTS
+    on d = 1000 (up to 2^10 gradients a step: those cells alone would take ~40 min; its
+    d = 100 runs stand for it)."""
+    from studies.samplers.targets import get_target
+
+    tgt = get_target(name)
+    out = settings(tgt.lipschitz, tgt.num_data > 0, quick=mode == "quick" or name not in HEADLINE,
+                   peers=mode == "full" or name.startswith("gauss"))
+    if tgt.x.size >= 1000:
+        out = [s for s in out if not s["sampler"].endswith("nuts")]
     return out
 
 
-def grid(mode: str, seeds: int | None = None) -> tuple[list[str], list[int], int]:
-    """Targets, budgets and seeds of a mode."""
+#: The targets of the L = 20 findings (Gaussian rho at beta = 1e4: the low-noise regime
+#: Entropy-SGD runs in, beta = 1e8). Every mode runs them; the full mode with its dense grid.
+HEADLINE = ("gauss-d100-k100-g10-b10000", "rugged-g0.1-b5", "rugged-g2-b5", "dwell-g4-b4")
+#: Seeds of the breadth targets of the full grid (the headline targets get ``seeds``).
+BREADTH_SEEDS = 3
+
+
+def grid(mode: str, seeds: int | None = None) -> tuple[dict[str, int], list[int]]:
+    """Targets (each with its number of seeds) and budgets of a mode. The four headline
+    targets, on which the L = 20 findings rest, get ``seeds`` (default 2 quick, 10 full);
+    the full grid's breadth targets get at most ``BREADTH_SEEDS``."""
     quick = mode == "quick"
-    # Gaussian rho at beta = 1e4: the low-noise regime Entropy-SGD runs in (beta = 1e8).
-    targets = ["gauss-d100-k100-g10-b10000", "rugged-g0.1-b5", "rugged-g2-b5", "dwell-g4-b4"]
-    if not quick:  # digits' NUTS reference alone takes ~3 min on a fresh machine
-        targets += ["digits-g1-b1797"]
-        targets += [f"gauss-d{d}-k{k}-g10-b{b}" for d in (10, 100, 1000) for k in (1, 100)
-                    for b in (1, 10000) if (d, k, b) != (100, 100, 10000)]
-        targets += ["gauss-d100-k100-g1-b10000", "rugged-g0.25-b5", "rugged-g2-b20",
-                    "dwell-g0.5-b4", "dwell-g1-b4"]
+    num_seeds = seeds or (2 if quick else 10)
+    breadth = [] if quick else (  # digits' NUTS reference alone takes ~3 min on a fresh machine
+        ["digits-g1-b1797"]
+        + [f"gauss-d{d}-k{k}-g10-b{b}" for d in (10, 100, 1000) for k in (1, 100)
+           for b in (1, 10000) if (d, k, b) != (100, 100, 10000)]
+        + ["gauss-d100-k100-g1-b10000", "rugged-g0.25-b5", "rugged-g2-b20",
+           "dwell-g0.5-b4", "dwell-g1-b4"])
+    targets = dict.fromkeys(HEADLINE, num_seeds) | dict.fromkeys(
+        breadth, min(num_seeds, BREADTH_SEEDS))
     budgets = [5, 10, 20, 50, 100, 200] + ([] if quick else [500, 1000])
-    return targets, budgets, seeds or (2 if quick else 10)
+    return targets, budgets
 
 
 @register("samplers", description="Inner-loop samplers: gradient error, W2, ESS against L")
@@ -65,14 +94,12 @@ def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None) -
     from studies.samplers.cells import run_cell
     from studies.samplers.efficiency import efficiency_table
     from studies.samplers.report import write_report
-    from studies.samplers.targets import get_target
 
-    targets, budgets, num_seeds = grid(mode, seeds)
+    targets, budgets = grid(mode, seeds)
     cells = [
         dict(target=t, **s, seed=seed, num_chains=32, budgets=budgets, version=1)
-        for t in targets
-        for s in settings(get_target(t).lipschitz, get_target(t).num_data > 0, mode == "quick",
-                          peers=mode == "full" or t.startswith("gauss"))
+        for t, num_seeds in targets.items()
+        for s in target_settings(t, mode)
         for seed in range(num_seeds)
     ]
     results = run_cells(out_dir / "cells", cells, run_cell, progress=progress, desc="samplers")

@@ -10,7 +10,9 @@ every estimator (uniform, exponential ``alpha = 0.75``, last iterate), against t
   for Gaussian targets, beside ``w2_floor``, the same statistic for as many exact draws;
   exact OT against grid draws for low-dimensional targets);
 - ``ess_bulk``/``ess_tail`` (min over coordinates) and ``rhat`` (max) over the second half of
-  the first ``L`` steps; ESS per gradient and per second;
+  the first ``L`` steps; ESS per gradient and per second. Above ``DIAGNOSED_COORDS``
+  dimensions, over that many coordinates drawn once per target (ArviZ loops over
+  coordinates in Python: at d = 1000 the diagnostics would take ~70 s a cell);
 - ``num_grads``, ``seconds`` (the run's time scaled by its share of gradients) and
   ``divergences`` (chains non-finite by step ``L``).
 """
@@ -32,6 +34,7 @@ from studies.samplers.peers import NUM_WARMUP, PEERS, peer_sampler
 from studies.samplers.targets import get_target
 
 ESTIMATORS = ("uniform", "exponential", "last")
+DIAGNOSED_COORDS = 100
 
 
 @functools.cache
@@ -80,6 +83,9 @@ def run_cell(cell: dict) -> pd.DataFrame:
     diverged = np.asarray(diverged)[:, warmup:]
     x = np.asarray(tgt.x, np.float64)
     draws = np.asarray(draws, np.float64).reshape(draws.shape[0], budgets[-1], -1)
+    dim = draws.shape[-1]
+    coords = (slice(None) if dim <= DIAGNOSED_COORDS else
+              np.sort(np.random.default_rng(dim).choice(dim, DIAGNOSED_COORDS, replace=False)))
     paths = {e: np.asarray(estimate_path(e, jnp.asarray(x), jnp.asarray(draws)), np.float64)
              for e in ESTIMATORS}
     rows = []
@@ -93,7 +99,7 @@ def run_cell(cell: dict) -> pd.DataFrame:
             continue
         ok = draws[~bad]
         base |= tgt.w2_row(ok[:, L - 1, :], int(cell["seed"]))
-        half = ok[:, L // 2 : L, :]
+        half = ok[:, L // 2 : L, coords]
         if half.shape[1] >= 4 and half.shape[0] >= 2:
             window = grads[warmup + L // 2 : warmup + L].sum()
             ess = diagnostics.ess(half, method="bulk").min()
