@@ -85,9 +85,10 @@ def bench_model(name: str, rounds: int) -> list[dict]:
         rows.append(dict(model=name, noise=noise, unrolled=unrolled,
                          esgd_step_ms=1e3 * t,
                          sgd_x20_ms=1e3 * sgd, ratio=t / sgd,
-                         vs_reference=1e3 * t / REFERENCE_MS,
-                         ratio_target_met=t / sgd <= 1.05,
-                         time_target_met=1e3 * t <= TARGET_FRACTION * REFERENCE_MS))
+                         ratio_target_met=t / sgd <= 1.05))
+        if name == "mnistfc":  # the reference's time is mnistfc's
+            rows[-1] |= dict(vs_reference=1e3 * t / REFERENCE_MS,
+                             time_target_met=1e3 * t <= TARGET_FRACTION * REFERENCE_MS)
     return rows
 
 
