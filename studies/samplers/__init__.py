@@ -41,10 +41,12 @@ def settings(lipschitz: float, minibatch: bool = False, quick: bool = False,
     if minibatch:  # SGLD on mini-batches of 128 rows, as Entropy-SGD runs
         out += [dict(sampler="sgld", step_size=r * inv, batch_size=128)
                 for r in pick((0.5, 1.0), (1.0,))]
-    # The reference step 0.1 coincides with 1/L when L = 10: keep the first of equal settings.
+    # The reference step 0.1 can coincide with r/L (to rounding): keep the first of settings
+    # equal to 6 significant digits.
     unique: dict[tuple, dict] = {}
     for s in out:
-        unique.setdefault(tuple(sorted(s.items())), s)
+        key = tuple(sorted((k, f"{v:.6g}" if isinstance(v, float) else v) for k, v in s.items()))
+        unique.setdefault(key, s)
     return list(unique.values())
 
 
