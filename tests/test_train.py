@@ -196,6 +196,10 @@ def test_algorithm_names_and_config_checks():
         TrainConfig(noise="uniform")
     with pytest.raises(ValueError, match="epochs"):
         dataclasses.replace(TrainConfig(), epochs=0)
+    with pytest.raises(TypeError, match="unroll"):
+        TrainConfig(unroll=1)
+    with pytest.raises(ValueError, match="unroll"):
+        make_optimizer("hj", steps_per_epoch=1, epochs=1, unroll=0)
 
 
 def test_until_stops_early_and_a_later_call_goes_on_exactly(digits, tmp_path):
