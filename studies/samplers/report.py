@@ -45,9 +45,12 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
     return out.drop(columns=["err_sd", "num_chains"])
 
 
-def reference_rows(summary: pd.DataFrame) -> pd.DataFrame:
-    return summary[(summary.sampler == "ula") & np.isclose(summary.step_size, 0.1)
-                   & (summary.estimator == "exponential") & (summary.L == 20)]
+def reference_rows(summary: pd.DataFrame, L: int | None = 20) -> pd.DataFrame:
+    """The reference inner loop's rows (ULA 0.1, exponential average), at budget ``L``
+    (None: every budget)."""
+    ref = summary[(summary.sampler == "ula") & np.isclose(summary.step_size, 0.1)
+                  & (summary.estimator == "exponential")]
+    return ref if L is None else ref[ref.L == L]
 
 
 def best_at(summary: pd.DataFrame, L: int) -> pd.DataFrame:
@@ -167,7 +170,7 @@ def error_figure(summary: pd.DataFrame, target: str):
                 & ((t.friction == b.friction) | t.friction.isna())]
         axes[0].loglog(sel.grads_per_chain, sel.grad_rel_error, "o-", ms=3, label=_label(b))
         axes[1].loglog(sel.grads_per_chain, sel.w2, "o-", ms=3, label=sampler)
-    ref = s[(s.sampler == "ula") & np.isclose(s.step_size, 0.1) & (s.estimator == "exponential")]
+    ref = reference_rows(s, L=None)
     if len(ref):
         axes[0].loglog(ref.L, ref.grad_rel_error, "k--", label="reference (ULA 0.1, exp 0.75)")
     floor = s.groupby("L").w2_floor.mean()
