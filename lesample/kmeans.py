@@ -36,12 +36,13 @@ from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
 from lesample.estimators import ExponentialAverage, LastIterate, TimeAverage
+from lesample.noise import normal_like
 from lesample.samplers import baoab, hj, ula
 
 __all__ = ["LocalEntropyKMeans", "kmeans_energy", "kmeans_grad", "kmeans_fit"]
 
 #: Inner samplers and the estimator of ``<y>`` each is paired with.
-KMEANS_SAMPLERS = ("ula", "baoab", "hj")
+KMEANS_SAMPLERS = ("ula", "baoab", "hj", "heat")
 
 
 def _sqdist(X, C):
@@ -55,12 +56,17 @@ def kmeans_energy(centers, X):
     return _sqdist(X, centers).min(axis=1).mean()
 
 
+def _assign_stats(centers, X):
+    """Per centre, the count (K,) and the sum (K, d) of the points of ``X`` nearest to it."""
+    onehot = jax.nn.one_hot(_sqdist(X, centers).argmin(1), centers.shape[0], dtype=X.dtype)
+    return onehot.sum(0), onehot.T @ X
+
+
 def kmeans_grad(centers, X):
     """The exact gradient of :func:`kmeans_energy` on the batch ``X`` (B, d): for centre
     ``i``, ``(2/B) sum_{j in I_i} (c_i - x_j)`` over the points nearest to ``c_i``."""
-    onehot = jax.nn.one_hot(_sqdist(X, centers).argmin(1), centers.shape[0], dtype=X.dtype)
-    counts = onehot.sum(0)
-    return 2.0 * (counts[:, None] * centers - onehot.T @ X) / X.shape[0]
+    counts, sums = _assign_stats(centers, X)
+    return 2.0 * (counts[:, None] * centers - sums) / X.shape[0]
 
 
 def _lloyd(centers, X, tol, max_steps):
@@ -69,9 +75,9 @@ def _lloyd(centers, X, tol, max_steps):
 
     def step(state):
         C, _, n = state
-        onehot = jax.nn.one_hot(_sqdist(X, C).argmin(1), C.shape[0], dtype=X.dtype)
-        counts = onehot.sum(0)[:, None]
-        new = jnp.where(counts > 0, (onehot.T @ X) / jnp.maximum(counts, 1.0), C)
+        counts, sums = _assign_stats(C, X)
+        counts = counts[:, None]
+        new = jnp.where(counts > 0, sums / jnp.maximum(counts, 1.0), C)
         return new, ((new - C) ** 2).sum(), n + 1
 
     def go_on(state):
@@ -115,17 +121,33 @@ def kmeans_fit(key, X, centers, gamma, scoping, lr, lr_inner, beta, tol, *, alph
 
     Pure and jitted, in reduced units (see the module docstring: pass standardised data);
     ``jax.vmap`` over ``key`` and ``centers`` runs independent trials. Returns
-    ``(centers, lloyd_steps)``.
+    ``(centers, lloyd_steps)``. ``sampler="heat"`` replaces the inner loop by HEAT
+    (DESIGN.md §4, eq. 35): ``g = mean_l grad f_mb(x + e_l)`` over ``L`` copies ``e_l ~ N(0,
+    gamma_k I)``, each on its own mini-batch, and each centre takes ``lr`` times its Newton
+    step (``g`` over its curvature, the summed count of points it owns: Lloyd's step when
+    ``gamma_k -> 0`` and ``lr = 1``).
     """
     K, N = centers.shape[0], X.shape[0]
     scale = K / 2.0
-    estimator = {"ula": ExponentialAverage(alpha), "baoab": TimeAverage(),
-                 "hj": LastIterate()}[sampler]
+
+    def heat(x, key, g):
+        # Centres perturbed by N(0, g I), L copies, each on its own mini-batch.
+        k_noise, k_batch = jax.random.split(key)
+        e = jnp.sqrt(g) * normal_like(k_noise, jnp.zeros((L, *x.shape), x.dtype), noise)
+        idx = jax.random.randint(k_batch, (L, batch_size), 0, N)
+        counts, sums = jax.vmap(lambda e_l, i: _assign_stats(x + e_l, X[i]))(e, idx)
+        n = counts.sum(0)[:, None]
+        grad = n * x + (counts[..., None] * e).sum(0) - sums.sum(0)
+        return x - lr * grad / jnp.maximum(n, 1.0)
 
     def outer(carry, k):
         x, key = carry
         key, sub = jax.random.split(key)
         g = gamma * (1.0 - scoping) ** k
+        if sampler == "heat":
+            return (heat(x, sub, g), key), None
+        estimator = {"ula": ExponentialAverage(alpha), "baoab": TimeAverage(),
+                     "hj": LastIterate()}[sampler]
         h = lr_inner / (1.0 + 1.0 / g)
 
         def grad_H(y, batch):
@@ -177,11 +199,15 @@ class LocalEntropyKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
     n_clusters: ``K``. init: ``"random"`` (``K`` distinct data points), ``"k-means++"`` or
     an array (K, d). batch_size: mini-batch size of the inner loop (capped at ``N``).
-    L: inner steps per outer step. gamma: initial scope; scoping: ``gamma_1``, the scope
-    is multiplied by ``1 - scoping`` each outer step. lr: outer step, ``x <- x - lr (x -
-    <y>)``. lr_inner: inner step as a fraction of ``1 / (1 + 1/gamma)``. beta: inverse
+    L: inner steps per outer step (HEAT: perturbed copies). gamma: initial scope;
+    scoping: ``gamma_1``, the scope is multiplied by ``1 - scoping`` each outer step. lr:
+    outer step, ``x <- x - lr (x - <y>)`` (HEAT: the fraction of each centre's Newton
+    step). lr_inner: inner step as a fraction of ``1 / (1 + 1/gamma)``. beta: inverse
     temperature of the inner sampler (``inf``: noise-free). alpha: exponential-average
-    weight of ``<y>`` (ULA). sampler: ``"ula"`` (Entropy-SGD), ``"baoab"`` or ``"hj"``.
+    weight of ``<y>`` (ULA). sampler: ``"ula"`` (Entropy-SGD), ``"baoab"``, ``"hj"`` or
+    ``"heat"`` (Gaussian smoothing of scope ``gamma``, see :func:`kmeans_fit`; with a large
+    initial scope shrinking slowly to ~0 it is a coarse-to-fine continuation, the k-means
+    study's setting: ``gamma=1`` down to 1e-4 over ``max_iter`` steps, ``L=16, lr=0.5``).
     noise: ``"gaussian"`` or ``"rademacher"``. max_iter: outer steps. tol: Lloyd stops
     when the squared shift of the centres (reduced units) is at most ``tol``.
     random_state: seed or ``RandomState``.

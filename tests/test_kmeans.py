@@ -32,18 +32,19 @@ def _blobs(seed=0):
     return X, centers
 
 
-@pytest.mark.parametrize("init", ["random", "k-means++"])
-def test_fit_reaches_the_known_optimum(init):
+@pytest.mark.parametrize("init, sampler", [("random", "ula"), ("k-means++", "ula"),
+                                           ("random", "heat")])
+def test_fit_reaches_the_known_optimum(init, sampler):
     X, centers = _blobs()
     best = KMeans(4, init=centers, n_init=1, tol=0.0).fit(X).inertia_
-    km = LocalEntropyKMeans(4, init=init, random_state=0, **FAST).fit(X)
+    km = LocalEntropyKMeans(4, init=init, sampler=sampler, random_state=0, **FAST).fit(X)
     assert km.inertia_ == pytest.approx(best, rel=1e-6)
     assert km.cluster_centers_.shape == (4, 2) and km.n_iter_ > FAST["max_iter"]
     np.testing.assert_array_equal(km.labels_, km.predict(X))
     assert km.score(X) == pytest.approx(-km.inertia_)
     np.testing.assert_allclose(km.transform(X).min(1) ** 2, ((X - km.cluster_centers_[
         km.labels_]) ** 2).sum(1), rtol=1e-6, atol=1e-9)
-    again = LocalEntropyKMeans(4, init=init, random_state=0, **FAST).fit(X)
+    again = LocalEntropyKMeans(4, init=init, sampler=sampler, random_state=0, **FAST).fit(X)
     np.testing.assert_array_equal(km.cluster_centers_, again.cluster_centers_)
 
 
@@ -88,6 +89,22 @@ def test_trials_vmap():
 
     C = jax.vmap(one)(jax.random.split(jax.random.key(1), 3))
     assert C.shape == (3, 4, 2) and np.all(np.isfinite(C))
+
+
+@pytest.mark.parametrize("lr", [1.0, 0.5])
+def test_heat_step_at_zero_scope_is_lloyds_step(lr):
+    """At scope ~0 a HEAT step moves each centre ``lr`` of the way to the mean of the batch
+    points it owns; on data made of K repeated points, that mean is its point."""
+    from lesample.kmeans import kmeans_fit
+
+    points = jnp.array([[0.0, 0.0], [4.0, 0.0], [0.0, 4.0]])
+    X = jnp.repeat(points, 50, axis=0)
+    C0 = points + jnp.array([[0.5, -0.3], [-0.2, 0.4], [0.3, 0.3]])
+    C, lloyd_steps = kmeans_fit(jax.random.key(0), X, C0, 1e-12, 0.0, lr, 0.5, 1e3, 0.0,
+                                batch_size=30, L=4, max_iter=1, sampler="heat",
+                                max_lloyd=0)
+    assert int(lloyd_steps) == 0
+    np.testing.assert_allclose(C, C0 + lr * (points - C0), atol=1e-5)
 
 
 @parametrize_with_checks([LocalEntropyKMeans(random_state=0, **FAST)])
