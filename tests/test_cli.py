@@ -114,3 +114,22 @@ def test_registry_skips_missing_study_modules_only(tmp_path, monkeypatch):
         registry.load_studies()
     assert "studies.needs_dep_xyz" in " ".join(info.value.__notes__)
     assert "studies.needs_dep_xyz" not in sys.modules
+
+
+def test_studies_cache_compiled_programs_on_disk(tmp_path, monkeypatch, fake_registry):
+    """A study run points JAX's persistent compilation cache at $XDG_CACHE_HOME/lesample/jax
+    unless one is already chosen."""
+    import jax
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    before = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", None)
+    try:
+        assert cli.main(["study", "fake", "--out", str(tmp_path / "r"), "--no-progress"]) == 0
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "xdg" / "lesample" / "jax")
+        chosen = str(tmp_path / "chosen")
+        jax.config.update("jax_compilation_cache_dir", chosen)
+        assert cli.main(["study", "fake", "--out", str(tmp_path / "r"), "--no-progress"]) == 0
+        assert jax.config.jax_compilation_cache_dir == chosen
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)

@@ -37,10 +37,12 @@ ESTIMATORS = ("uniform", "exponential", "last")
 DIAGNOSED_COORDS = 100
 
 
-@functools.cache
+@functools.lru_cache(maxsize=16)
 def _compiled(target_name, sampler, num_steps, num_chains, options):
     """A jitted ``run(key, step_size) -> (draws, num_grads per step, diverged per step)``,
-    compiled once per (target, sampler, length, chains, options): step and seed are traced."""
+    compiled once per (target, sampler, length, chains, options): step and seed are traced.
+    Only the 16 most recent are kept (a long study holding all of them ran out of memory;
+    an evicted program comes back from the on-disk compilation cache)."""
     tgt = get_target(target_name)
     target = le.local_entropy_target(tgt.loss, tgt.x, tgt.gamma, tgt.beta)
     opts = dict(options)
