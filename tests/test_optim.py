@@ -292,9 +292,11 @@ def test_figure1_local_entropy_finds_the_wide_valley():
     Measured (seeds 5, 6; 800 starts): SGD 0.360, Entropy-SGD 0.863, HEAT 1.000, HJ 0.393
     (binomial standard errors about 0.017).
 
-    Noise-free HJ does not beat SGD here, as theory says: when ``H`` is convex in ``y`` its
-    inner loop is a proximal map, and the Moreau envelope keeps every local minimum of f
-    with the same basins; only step-size instability in the wells (a larger step, which
+    Noise-free HJ does not beat SGD here, and cannot: its inner loop starts at ``y = x``, and
+    at a local minimum ``x*`` of f, ``grad H(x*) = grad f(x*) = 0``, so ``y`` never moves and
+    every narrow well is a fixed point of the HJ step (the Hopf-Lax formula's global inf
+    would leave such wells, a local descent does not). With only the 'mini-batch' noise it
+    is SGD at the inner step; only step-size instability in the wells (a larger step, which
     helps SGD equally) moves it. The assertion for HJ is that it matches SGD.
     """
     n, budget = 800, 2000
