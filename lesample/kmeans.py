@@ -41,7 +41,7 @@ from lesample.samplers import baoab, hj, ula
 
 __all__ = ["LocalEntropyKMeans", "kmeans_energy", "kmeans_grad", "kmeans_fit"]
 
-#: Inner samplers and the estimator of ``<y>`` each is paired with.
+#: Inner loops: samplers (each paired with an estimator of ``<y>``) and HEAT (no sampler).
 KMEANS_SAMPLERS = ("ula", "baoab", "hj", "heat")
 
 
