@@ -1,11 +1,14 @@
-"""LeNet's max-pools: ``lax.reduce_window`` against reshape-and-max, measured in one run.
+"""LeNet's max-pools (``lax.reduce_window`` against reshape-and-max) and convolutions
+(``lax.conv_general_dilated`` against shifted slices and one matmul), measured in one run.
 
 For each of LeNet's two pools (3x3 stride 3 on ``(128, 24, 24, 20)``, 2x2 stride 2 on
 ``(128, 8, 8, 50)``) and for a whole LeNet gradient step (training-mode cross-entropy,
 batch 128), the jitted forward+backward time with each implementation (best of
 ``--repeats``, after a warm-up), their ratio, and whether outputs and gradients agree
 exactly (``lesample.nets`` states when they must: window = stride, dividing H and W, and no
-tie for a window's maximum, which random continuous inputs do not have).
+tie for a window's maximum, which random continuous inputs do not have). Then the LeNet
+step with each convolution (``LeNet(conv=...)``), and their largest gradient difference
+relative to the largest gradient (the two differ by rounding only).
 
 Usage: ``python benchmarks/maxpool.py [--repeats N]``.
 """
@@ -18,7 +21,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from lesample.nets import POOLS, LeNet, functional_loss
+from lesample.nets import CONVS, POOLS, LeNet, functional_loss
 from studies.samplers.efficiency import best_time
 
 BATCH = 128
@@ -41,15 +44,15 @@ def pool_problem(window, shape, key):
     return {name: make(pool) for name, pool in POOLS.items()}, (x,)
 
 
-def lenet_problem(key):
-    """Per implementation: a jitted LeNet ``params -> (loss, grad)`` (same weights, data and
-    dropout masks) and its arguments."""
+def lenet_problem(key, option, names):
+    """Per value of the LeNet ``option`` (``"pool"`` or ``"conv"``): a jitted LeNet ``params
+    -> (loss, grad)`` (same weights, data and dropout masks) and its arguments."""
     kx, ky, kd = jax.random.split(key, 3)
     batch = (jax.random.uniform(kx, (BATCH, 28, 28, 1)),
              jax.random.randint(ky, (BATCH,), 0, 10), kd)
     fns, params = {}, None
-    for name in POOLS:
-        loss, params = functional_loss(LeNet(pool=name, rngs=nnx.Rngs(0)))
+    for name in names:
+        loss, params = functional_loss(LeNet(**{option: name}, rngs=nnx.Rngs(0)))
         fns[name] = jax.jit(lambda p, loss=loss: jax.value_and_grad(loss)(p, batch))
     return fns, (params,)
 
@@ -67,7 +70,7 @@ def main():
     problems = {
         "pool 3x3/3 (128,24,24,20)": pool_problem(3, (BATCH, 24, 24, 20), key),
         "pool 2x2/2 (128,8,8,50)": pool_problem(2, (BATCH, 8, 8, 50), key),
-        f"LeNet grad step, batch {BATCH}": lenet_problem(key),
+        f"LeNet grad step, batch {BATCH}": lenet_problem(key, "pool", POOLS),
     }
     print(f"{jax.devices()[0].platform}, {jax.__version__}; forward+backward, best of "
           f"{args.repeats}\n")
@@ -77,6 +80,14 @@ def main():
         same = exact(fns["reduce_window"](*fn_args), fns["reshape"](*fn_args))
         print(f"{label:32s} {t['reduce_window'] * 1e3:11.2f} ms {t['reshape'] * 1e3:7.2f} ms "
               f"{t['reduce_window'] / t['reshape']:6.2f}x  {same}")
+    fns, fn_args = lenet_problem(key, "conv", CONVS)
+    t = {name: best_time(fn, *fn_args, repeats=args.repeats) for name, fn in fns.items()}
+    grads = [jax.tree.leaves(fns[name](*fn_args)[1]) for name in ("xla", "matmul")]
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(*grads, strict=True))
+    diff /= max(float(np.abs(a).max()) for a in grads[0])
+    print(f"\n{'':32s} {'xla conv':>14s} {'matmul':>10s} {'ratio':>7s}  max rel diff")
+    print(f"{f'LeNet grad step, batch {BATCH}':32s} {t['xla'] * 1e3:11.2f} ms "
+          f"{t['matmul'] * 1e3:7.2f} ms {t['xla'] / t['matmul']:6.2f}x  {diff:.1e}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from lesample.nets import (
     AllCNN,
     LeNet,
     MnistFC,
+    conv_shifted_matmul,
     functional,
     functional_loss,
     max_pool,
@@ -114,17 +115,42 @@ def test_max_pool_reshape_falls_back_when_the_window_does_not_divide():
     np.testing.assert_array_equal(max_pool_reshape(x, 3), max_pool(x, 3))
 
 
-def test_lenet_pool_choice_does_not_change_the_network():
+@pytest.mark.parametrize("stride, padding", [(1, "VALID"), (2, "VALID"), (1, "SAME")])
+def test_conv_shifted_matmul_is_lax_conv(stride, padding):
+    """The matmul form (stride 1, VALID) and its fallback (any other case) against XLA's
+    convolution, to float32 rounding: sums of 5 * 5 * 20 = 500 products."""
+    kx, kw = jax.random.split(jax.random.key(0))
+    x, w = jax.random.normal(kx, (3, 12, 12, 20)), jax.random.normal(kw, (5, 5, 20, 7))
+    dn = jax.lax.conv_dimension_numbers(x.shape, w.shape, ("NHWC", "HWIO", "NHWC"))
+
+    def ref(x, w):
+        return jax.lax.conv_general_dilated(x, w, (stride, stride), padding,
+                                            dimension_numbers=dn)
+
+    def new(x, w):
+        return conv_shifted_matmul(x, w, (stride, stride), padding, dimension_numbers=dn)
+
+    np.testing.assert_allclose(new(x, w), ref(x, w), rtol=1e-5, atol=1e-4)
+    ct = jax.random.normal(jax.random.key(2), ref(x, w).shape)
+    for a, b in zip(jax.vjp(new, x, w)[1](ct), jax.vjp(ref, x, w)[1](ct), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("option, forms", [("pool", ("reshape", "reduce_window")),
+                                           ("conv", ("matmul", "xla"))])
+def test_lenet_implementation_choice_does_not_change_the_network(option, forms):
     x = jax.random.uniform(jax.random.key(0), (8, 28, 28, 1))
     batch = (x, jnp.arange(8) % 10, jax.random.key(1))
     grads = []
-    for pool in ("reshape", "reduce_window"):
-        loss, params = functional_loss(LeNet(pool=pool, rngs=nnx.Rngs(0)))
+    for form in forms:
+        loss, params = functional_loss(LeNet(**{option: form}, rngs=nnx.Rngs(0)))
         grads.append(jax.jit(jax.value_and_grad(loss))(params, batch))
     (l1, g1), (l2, g2) = grads
     np.testing.assert_allclose(l1, l2, rtol=1e-6)
+    # atol: a convolution's bias feeds BatchNorm, so its true gradient is 0 and what is
+    # computed is rounding noise (~1e-7 here, against gradients of order 0.1).
     for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------
