@@ -6,9 +6,9 @@ Entropy-SGD step runs its 20 Langevin steps in one ``lax.scan`` with the noise o
 (``beta = 1e8``), once with exact Gaussian noise and once with random signs (``noise=
 "rademacher"``: same mean and covariance, ``lesample.noise``). SGD is 20 calls of its step.
 Each Entropy-SGD variant runs with its inner loop rolled (one XLA loop, the default) and
-unrolled (``unroll=True``: on XLA:CPU, convolution gradients inside a loop run about 3x
-slower). Rounds interleave all variants so that load from other processes hits all alike;
-the minimum over rounds is reported.
+unrolled (``unroll=True``: on XLA:CPU, ``lax.conv`` gradients inside a loop run about 3x
+slower; LeNet's default matmul convolutions do not). Rounds interleave all variants so
+that load from other processes hits all alike; the minimum over rounds is reported.
 
 Anchors measured on this CPU: the reference PyTorch implementation takes 496 ms per
 Entropy-SGD step of mnistfc (1.56x its own 20 SGD steps); a plain JAX port 353 ms (1.72x).

@@ -82,9 +82,10 @@ def entropy_sgd(
       seed: seeds the state's key, the source of the Langevin noise in updates driven by
         ``batches`` and of the keys in updates given neither ``key`` nor ``batches``.
       sampler_options: extra kernel options, e.g. ``{"friction": 1.0}`` (baoab).
-      unroll: inner steps per XLA loop iteration, or True for no loop. On CPU, convolution
-        gradients inside a loop run about 3x slower (LeNet: True makes an L = 20 step cost
-        its 20 gradients, for ~50 s more compile time); 1 (default) compiles fastest.
+      unroll: inner steps per XLA loop iteration, or True for no loop. On CPU, XLA's
+        convolution gradients inside a loop run about 3x slower (``True`` removes the loop,
+        for more compile time; LeNet's default matmul convolutions do not need it); 1
+        (default) compiles fastest.
       grad_fn: the ``grad_fn`` of every update, given here instead of to ``update`` (then an
         unchanged ``optax.sgd`` training loop runs Entropy-SGD).
 

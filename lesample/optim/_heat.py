@@ -55,9 +55,10 @@ def heat(
       momentum, nesterov: the outer Nesterov momentum (``delta = 0.9``, §7.4).
       seed: seeds the state's key, the source of the perturbations in updates driven by
         ``batches`` and of the keys in updates given neither ``key`` nor ``batches``.
-      unroll: perturbed gradients per XLA loop iteration, or True for no loop. On CPU, convolution
-        gradients inside a loop run about 3x slower (LeNet: True makes an L = 20 step cost
-        its 20 gradients, for ~50 s more compile time); 1 (default) compiles fastest.
+      unroll: perturbed gradients per XLA loop iteration, or True for no loop. On CPU, XLA's
+        convolution gradients inside a loop run about 3x slower (``True`` removes the loop,
+        for more compile time; LeNet's default matmul convolutions do not need it); 1
+        (default) compiles fastest.
       grad_fn: the ``grad_fn`` of every update, given here instead of to ``update``.
 
     ``update(updates, state, params, *, grad_fn, key=None, batches=None)``: ``updates`` is

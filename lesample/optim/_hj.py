@@ -71,9 +71,10 @@ def hj(
       momentum, nesterov: the outer Nesterov momentum (``delta = 0.9``, §7.4).
       seed: seeds the state's key (the ``grad_fn`` keys of updates given neither ``key`` nor
         ``batches``).
-      unroll: inner steps per XLA loop iteration, or True for no loop. On CPU, convolution
-        gradients inside a loop run about 3x slower (LeNet: True makes an L = 20 step cost
-        its 20 gradients, for ~50 s more compile time); 1 (default) compiles fastest.
+      unroll: inner steps per XLA loop iteration, or True for no loop. On CPU, XLA's
+        convolution gradients inside a loop run about 3x slower (``True`` removes the loop,
+        for more compile time; LeNet's default matmul convolutions do not need it); 1
+        (default) compiles fastest.
       grad_fn: the ``grad_fn`` of every update, given here instead of to ``update``.
 
     ``update(updates, state, params, *, grad_fn, key=None, batches=None)`` as for

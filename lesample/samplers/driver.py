@@ -91,7 +91,7 @@ def run_chains(
       estimator: ``"uniform"``, ``"exponential"``, ``"last"``, an estimator instance, or
         None (no estimate).
       unroll: steps per loop iteration (``True``: all, no loop): fewer loop iterations for
-        cheap kernels, paid for in compile time. On XLA:CPU, convolution gradients inside a
+        cheap kernels, paid for in compile time. On XLA:CPU, ``lax.conv`` gradients inside a
         loop run about 3x slower than outside one: ``True`` removes the loop.
     """
     _check_settings(num_steps, num_chains, burn_in, thin, unroll)

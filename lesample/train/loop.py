@@ -61,8 +61,9 @@ class TrainConfig:
         the training loss.
       eval_chunk: rows per evaluation chunk.
       unroll: no XLA loop around the inner gradients (``lesample.optim``'s ``unroll=True``):
-        on CPU, convolution gradients inside a loop run about 3x slower; unrolling costs
-        compile time (~50 s for LeNet at L = 20). Same results either way, up to rounding.
+        on CPU, XLA's convolution gradients inside a loop run about 3x slower (LeNet's default
+        matmul convolutions do not); unrolling costs compile time (~50 s for LeNet at L = 20).
+        Same results either way, up to rounding.
     """
 
     model: str = "mnistfc"

@@ -25,14 +25,12 @@ MODELS = ("mnistfc", "lenet")
 ALGOS = ("sgd", "entropy_sgd", "hj", "heat")
 
 #: Per mode: training rows (None: all), batch, effective epochs, learning-rate drop
-#: period, seeds, epochs per round, training rows for BatchNorm statistics, and whether
-#: the convolutional models unroll their inner loops (``TrainConfig.unroll``: ~3x faster
-#: steps on CPU for ~50 s more compile time per algorithm, which only long runs repay).
+#: period, seeds, epochs per round, and training rows for BatchNorm statistics.
 MODES = {
     "quick": dict(limit=2_000, batch_size=32, epochs=3, drop_every=2, seeds=1,
-                  round_epochs=3, eval_rows=1_000, unroll_convs=False),
+                  round_epochs=3, eval_rows=1_000),
     "full": dict(limit=None, batch_size=128, epochs=30, drop_every=15, seeds=3,
-                 round_epochs=2, eval_rows=5_000, unroll_convs=True),
+                 round_epochs=2, eval_rows=5_000),
 }
 
 
@@ -63,7 +61,7 @@ def plan(mode: str, *, seeds=None, model=None, algo=None, epochs=None, round_epo
         dict(model=m, algo=a, seed=s, epochs=settings["epochs"],
              batch_size=settings["batch_size"], drop_every=settings["drop_every"],
              noise=noise, eval_rows=settings["eval_rows"],
-             unroll=settings["unroll_convs"] and m != "mnistfc")
+             unroll=False)  # LeNet's matmul convolutions run as fast in a loop
         for s in range(num_seeds)
         for m in _names(model, MODELS, str.lower)
         for a in _names(algo, ALGOS, canonical_algorithm)
