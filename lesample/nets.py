@@ -103,11 +103,12 @@ def conv_shifted_matmul(inputs, kernel, window_strides, padding, *, lhs_dilation
     (im2col by slicing); any other case goes to ``lax.conv_general_dilated``. Same result up
     to rounding; on XLA:CPU LeNet's gradient step runs about 1.5-2x faster this way
     (``benchmarks/maxpool.py``). A drop-in for ``nnx.Conv(conv_general_dilated=...)``."""
-    kh, kw, cin, cout = kernel.shape
-    nhwc = jax.lax.conv_dimension_numbers(inputs.shape, kernel.shape, ("NHWC", "HWIO", "NHWC"))
-    plain = (tuple(window_strides) == (1, 1) and padding in ("VALID", ((0, 0), (0, 0)))
+    plain = (kernel.ndim == 4 and inputs.ndim == 4 and tuple(window_strides) == (1, 1)
+             and padding in ("VALID", ((0, 0), (0, 0)))
              and lhs_dilation in (None, (1, 1)) and rhs_dilation in (None, (1, 1))
-             and feature_group_count == 1 and dimension_numbers == nhwc
+             and feature_group_count == 1
+             and dimension_numbers == jax.lax.conv_dimension_numbers(
+                 inputs.shape, kernel.shape, ("NHWC", "HWIO", "NHWC"))
              and kwargs.get("preferred_element_type") is None
              and kwargs.get("out_sharding") is None)
     if not plain:
@@ -115,6 +116,7 @@ def conv_shifted_matmul(inputs, kernel, window_strides, padding, *, lhs_dilation
             inputs, kernel, window_strides, padding, lhs_dilation=lhs_dilation,
             rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
             feature_group_count=feature_group_count, **kwargs)
+    kh, kw, cin, cout = kernel.shape
     h, w = inputs.shape[1] - kh + 1, inputs.shape[2] - kw + 1
     cols = jax.numpy.concatenate([inputs[:, i:i + h, j:j + w, :] for i in range(kh)
                                   for j in range(kw)], axis=-1)  # (N, h, w, kh * kw * cin)

@@ -136,6 +136,20 @@ def test_conv_shifted_matmul_is_lax_conv(stride, padding):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("option", ["pool", "conv"])
+def test_lenet_rejects_an_unknown_implementation(option):
+    with pytest.raises(ValueError, match=f"{option} must be one of"):
+        LeNet(**{option: "fft"}, rngs=nnx.Rngs(0))
+
+
+def test_conv_shifted_matmul_falls_back_for_1d_convolutions():
+    x, w = jnp.ones((2, 9, 3)), jnp.ones((3, 3, 4))
+    dn = jax.lax.conv_dimension_numbers(x.shape, w.shape, ("NHC", "HIO", "NHC"))
+    np.testing.assert_array_equal(
+        conv_shifted_matmul(x, w, (1,), "VALID", dimension_numbers=dn),
+        jax.lax.conv_general_dilated(x, w, (1,), "VALID", dimension_numbers=dn))
+
+
 @pytest.mark.parametrize("option, forms", [("pool", ("reshape", "reduce_window")),
                                            ("conv", ("matmul", "xla"))])
 def test_lenet_implementation_choice_does_not_change_the_network(option, forms):

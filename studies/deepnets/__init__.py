@@ -61,7 +61,7 @@ def plan(mode: str, *, seeds=None, model=None, algo=None, epochs=None, round_epo
         dict(model=m, algo=a, seed=s, epochs=settings["epochs"],
              batch_size=settings["batch_size"], drop_every=settings["drop_every"],
              noise=noise, eval_rows=settings["eval_rows"],
-             unroll=False)  # LeNet's matmul convolutions run as fast in a loop
+             unroll=False)  # the default, kept: cell keys (checkpoint names) include it
         for s in range(num_seeds)
         for m in _names(model, MODELS, str.lower)
         for a in _names(algo, ALGOS, canonical_algorithm)
