@@ -86,6 +86,19 @@ def test_killed_run_resumes_to_identical_numbers(digits, tmp_path, monkeypatch):
     assert again.history[METRICS].equals(whole.history[METRICS])
 
 
+@pytest.mark.parametrize("algo", ["sgd", "hj"])
+def test_steps_per_call_change_speed_not_numbers(digits, algo):
+    """Outer steps batched into one jitted call (``grads_per_call=7``: chunks of 7 SGD or 1
+    HJ steps, with a shorter last chunk) give the numbers of one step per call, bit for bit:
+    the same keys and mini-batches, the same arithmetic."""
+    config = tiny(algo=algo, epochs=2)
+    one, batched = fit(config, digits, grads_per_call=1), fit(config, digits, grads_per_call=7)
+    assert_same_params(batched.params, one.params)
+    assert batched.history[METRICS].equals(one.history[METRICS])
+    with pytest.raises(ValueError, match="grads_per_call"):
+        fit(config, digits, grads_per_call=0)
+
+
 def _opt_template(config, result):
     steps = steps_per_epoch(320, config.batch_size, ALGORITHMS[config.algo].num_grads)
     tx = make_optimizer(config.algo, steps_per_epoch=steps, epochs=config.epochs)
@@ -136,7 +149,7 @@ def test_step_is_deterministic_in_its_keys(digits):
 
     def run(key):
         p = jax.tree_util.tree_map(jnp.copy, fm.params)
-        return step(p, tx.init(p), data, idx, jax.random.PRNGKey(key))
+        return step(p, tx.init(p), data, idx[None], jax.random.PRNGKey(key)[None])
 
     (p1, s1), (p2, _), (p3, _) = run(0), run(0), run(1)
     assert int(s1.num_grads) == 20 and int(s1.count) == 1

@@ -128,14 +128,23 @@ def _header(config: TrainConfig, epoch: int, history: list[dict]) -> dict:
     return dict(config=dataclasses.asdict(config), epoch=epoch, history=history)
 
 
+#: The dropout keys of outer steps ``s`` (an array): ``fold_in(PRNGKey(seed), s)`` each.
+step_keys = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(None, 0)))
+
+
 def fit(config: TrainConfig, data: Dataset, *, checkpoint: str | os.PathLike | None = None,
-        until: int | None = None, progress: bool = False) -> TrainResult:
+        until: int | None = None, progress: bool = False,
+        grads_per_call: int = 20) -> TrainResult:
     """Train ``config.model`` on ``data`` with ``config.algo`` for ``config.epochs``
     effective epochs; resume from ``checkpoint`` (a file path) if it exists and write it
     after every epoch. ``until``: stop after that many epochs (the schedule is still the
     one of ``config.epochs``; a later call with the same checkpoint goes on exactly).
     ``progress``: a tqdm bar over outer steps showing the last evaluation's training loss
-    and validation error."""
+    and validation error. ``grads_per_call``: about this many gradients per call of the
+    jitted step (``round(grads_per_call / L)`` outer steps, at least one; see
+    ``lesample.train.step``); it changes speed, not results (up to rounding)."""
+    if not (isinstance(grads_per_call, int) and grads_per_call >= 1):
+        raise ValueError(f"`grads_per_call` must be an int >= 1; got {grads_per_call!r}")
     start_time = time.perf_counter()
     spec = ALGORITHMS[config.algo]
     n, B, L = len(data.train_images), config.batch_size, spec.num_grads
@@ -171,13 +180,15 @@ def fit(config: TrainConfig, data: Dataset, *, checkpoint: str | os.PathLike | N
                         val_err=f"{100 * history[-1]['val_error']:.2f}%")
     params, opt_state = state
     stop = config.epochs if until is None else min(until, config.epochs)
+    per_call = max(1, round(grads_per_call / L))
     for epoch in range(start, stop):
         t0 = time.perf_counter()
         idx = epoch_indices(config.seed, epoch, n, (steps, L, B))
-        for s in range(steps):
-            key = jax.random.fold_in(dropout_key, epoch * steps + s)
-            params, opt_state = step(params, opt_state, data_dev, idx[s], key)
-            bar.update()
+        keys = np.asarray(step_keys(dropout_key, epoch * steps + np.arange(steps)))
+        for s in range(0, steps, per_call):
+            params, opt_state = step(params, opt_state, data_dev, idx[s:s + per_call],
+                                     keys[s:s + per_call])
+            bar.update(min(per_call, steps - s))
         jax.block_until_ready(params)
         t1 = time.perf_counter()
         stats = recal(params)
