@@ -61,14 +61,14 @@ def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None) -
 
     trials, restarts = grid(mode, seeds)
     ref_cells = [dict(kind="reference", instance=i, instance_seed=0, restarts=restarts,
-                      version=1) for i in INSTANCES]
+                      version=2) for i in INSTANCES]
     refs = run_cells(out_dir / "cells", ref_cells,
                      lambda c: best_known(c["instance"], c["instance_seed"], c["restarts"]),
                      progress=progress, desc="kmeans reference")
     write_csv(refs, out_dir / "reference.csv")
     cells = [dict(kind="trials", instance=i, instance_seed=0, method=m, label=label(m),
                   trials=trials,
-                  hyper=HYPER[mode], version=1) for i in INSTANCES for m in methods(mode)]
+                  hyper=HYPER[mode], version=2) for i in INSTANCES for m in methods(mode)]
     results = run_cells(out_dir / "cells", cells, run_cell, progress=progress, desc="kmeans")
     write_csv(results, out_dir / "results.csv")
     return write_report(results, refs, out_dir, mode=mode, hyper=HYPER[mode],

@@ -2,8 +2,9 @@
 
 A cell returns one row per trial: the final energy ``J`` (mean squared distance to the
 nearest centre, evaluated in float64 for every method alike), the energy after a Lloyd
-polish of the final centres (which local minimum's basin the run ended in) and the wall
-time of the run. The reference cell gives the best-known minimum of an instance.
+polish of the final centres (which local minimum's basin the run ended in), where the
+centres went (:func:`allocation`) and the wall time of the run. The reference cell gives
+the best-known minimum of an instance.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sklearn.cluster import KMeans, MiniBatchKMeans
 from lesample.kmeans import LocalEntropyKMeans, init_centers, kmeans_fit
 from studies.kmeans.instances import make_instance
 
-__all__ = ["energy", "run_cell", "best_known"]
+__all__ = ["allocation", "energy", "run_cell", "best_known"]
 
 
 def energy(X: np.ndarray, centers: np.ndarray) -> float:
@@ -27,6 +28,19 @@ def energy(X: np.ndarray, centers: np.ndarray) -> float:
     X, C = X.astype(np.float64), np.asarray(centers, np.float64)
     d = (X * X).sum(1)[:, None] - 2.0 * X @ C.T + (C * C).sum(1)[None, :]
     return float(np.maximum(d, 0.0).min(axis=1).mean())
+
+
+def allocation(centers: np.ndarray, generating: np.ndarray, groups: np.ndarray):
+    """Where the centres ``(K, d)`` went, each counted at its nearest generating centre:
+    ``misallocated``, the centres that would have to move to another group to give every
+    group as many centres as it has components (half the sum of the count differences), and
+    ``uncovered``, the components that no centre is nearest to."""
+    C, G = np.asarray(centers, np.float64), np.asarray(generating, np.float64)
+    nearest = ((C[:, None, :] - G[None, :, :]) ** 2).sum(-1).argmin(1)
+    n_groups = int(groups.max()) + 1
+    have = np.bincount(groups[nearest], minlength=n_groups)
+    need = np.bincount(groups, minlength=n_groups)
+    return int(np.abs(have - need).sum()) // 2, len(G) - len(np.unique(nearest))
 
 
 def _polish(X: np.ndarray, centers: list[np.ndarray]) -> list[float]:
@@ -37,14 +51,17 @@ def _polish(X: np.ndarray, centers: list[np.ndarray]) -> list[float]:
 
 def best_known(instance: str, seed: int, restarts: int) -> pd.DataFrame:
     """Best energy over ``restarts`` k-means++ starts of Lloyd and Lloyd from the
-    generating centres."""
+    generating centres, with where their centres are (:func:`allocation`)."""
     inst = make_instance(instance, seed)
     X = inst.X.astype(np.float64)
     km = KMeans(inst.n_clusters, init="k-means++", n_init=restarts, random_state=0,
                 tol=0.0).fit(X)
     gen = KMeans(inst.n_clusters, init=inst.centers, n_init=1, tol=0.0).fit(X)
-    rows = [dict(source=f"best of {restarts} k-means++", energy=energy(X, km.cluster_centers_)),
-            dict(source="Lloyd from generating centres", energy=energy(X, gen.cluster_centers_))]
+    rows = [dict(source=source, energy=energy(X, C),
+                 **dict(zip(("misallocated", "uncovered"),
+                            allocation(C, inst.centers, inst.groups), strict=True)))
+            for source, C in ((f"best of {restarts} k-means++", km.cluster_centers_),
+                              ("Lloyd from generating centres", gen.cluster_centers_))]
     return pd.DataFrame(rows)
 
 
@@ -99,9 +116,12 @@ def run_cell(cell: dict) -> pd.DataFrame:
     else:
         runs = [_sklearn_run(method, K, X, seed0 + i) for i in range(cell["trials"])]
         centers, times = [c for c, _ in runs], [t for _, t in runs]
+    where = np.array([allocation(C, inst.centers, inst.groups) for C in centers])
     return pd.DataFrame(dict(
         trial=np.arange(len(centers)),
         energy=[energy(X, C) for C in centers],
         polished=_polish(X, centers),
+        misallocated=where[:, 0],
+        uncovered=where[:, 1],
         seconds=times,
     ))

@@ -9,7 +9,9 @@
   (N = 64,000).
 
 Each instance also carries its generating centres (one per Gaussian component), from
-which the study starts Lloyd when it looks for the best-known minimum.
+which the study starts Lloyd when it looks for the best-known minimum, and a group label per
+component (the visible clusters: a big diffuse cluster with the tight one beside it, the
+tight pair, a group of four), by which the study counts centres put in the wrong group.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class Instance(NamedTuple):
     n_clusters: int
     centers: np.ndarray  # (K, d) generating centres
     description: str
+    groups: np.ndarray  # (K,) group of each generating centre
 
 
 def _blobs(rng, centers, sizes, spreads) -> np.ndarray:
@@ -47,7 +50,8 @@ def _unequal(seed: int) -> Instance:
     spreads = [1.2, 1.1, 1.0, 1.0, 0.4, 0.35, 0.3, 0.3]
     return Instance("unequal", _blobs(rng, centers, sizes, spreads), 8, centers,
                     "2-D, K = 8: big diffuse clusters (2,200-3,000 points, spread 1.0-1.2) "
-                    "with small tight ones (200-400 points, spread 0.3-0.4) beside them")
+                    "with small tight ones (200-400 points, spread 0.3-0.4) beside them",
+                    np.tile(np.arange(4), 2))
 
 
 def _pair(seed: int) -> Instance:
@@ -57,7 +61,8 @@ def _pair(seed: int) -> Instance:
     spreads = [1.0, 1.0, 0.3, 0.3]
     return Instance("pair", _blobs(rng, centers, sizes, spreads), 4, centers,
                     "2-D, 4 means, 3 clusters: two round clusters (1,000 points, spread 1) "
-                    "and a tight pair (2 x 500 points, spread 0.3, 1.8 apart)")
+                    "and a tight pair (2 x 500 points, spread 0.3, 1.8 apart)",
+                    np.array([0, 1, 2, 2]))
 
 
 def _groups(seed: int) -> Instance:
@@ -69,7 +74,7 @@ def _groups(seed: int) -> Instance:
     K = groups * per_group
     return Instance("groups", _blobs(rng, centers, [size] * K, [1.0] * K), K, centers,
                     "d = 20, K = 32: 8 groups of 4 clusters (2,000 points each, spread 1), "
-                    "N = 64,000")
+                    "N = 64,000", np.repeat(np.arange(groups), per_group))
 
 
 _MAKERS = {"unequal": _unequal, "pair": _pair, "groups": _groups}

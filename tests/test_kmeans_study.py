@@ -1,0 +1,46 @@
+"""The k-means study's failure diagnostics: where the centres went, and the failure table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from studies.kmeans.cells import allocation
+from studies.kmeans.instances import INSTANCES, make_instance
+from studies.kmeans.report import failure_modes
+
+# The pair instance's layout: two round clusters (groups 0, 1) and a tight pair (group 2).
+GENERATING = np.array([[0.0, 0.0], [6.0, 0.0], [2.1, 5.0], [3.9, 5.0]])
+GROUPS = np.array([0, 1, 2, 2])
+
+
+def test_allocation_counts_centres_in_the_wrong_group_and_empty_components():
+    near = GENERATING + 0.1
+    assert allocation(near, GENERATING, GROUPS) == (0, 0)
+    # both pair centres on one sub-cluster: right count per group, one component empty
+    assert allocation(near[[0, 1, 2, 2]], GENERATING, GROUPS) == (0, 1)
+    # two centres in round cluster 0, one in the pair: one centre in the wrong group
+    assert allocation(near[[0, 0, 1, 2]], GENERATING, GROUPS) == (1, 1)
+    # three in cluster 0, one in cluster 1, none in the pair: two to move, two empty
+    assert allocation(near[[0, 0, 0, 1]], GENERATING, GROUPS) == (2, 2)
+
+
+@pytest.mark.parametrize("name", INSTANCES)
+def test_instance_groups_cover_every_component(name):
+    inst = make_instance(name)
+    assert inst.groups.shape == (inst.n_clusters,) == (len(inst.centers),)
+    assert set(inst.groups) == set(range(int(inst.groups.max()) + 1))
+    assert allocation(inst.centers, inst.centers, inst.groups) == (0, 0)
+
+
+def test_failure_modes_classify_the_trials_outside_the_basin():
+    refs = pd.DataFrame(dict(instance=["pair"], energy=[1.0]))
+    results = pd.DataFrame(dict(
+        instance="pair", label="ours (random)", trial=np.arange(5),
+        polished=[1.0, 1.2, 1.2, 1.2, 1.2],  # trial 0 reaches the minimum, 4 failures
+        misallocated=[0, 1, 2, 0, 0], uncovered=[0, 1, 2, 1, 0]))
+    row = failure_modes(results, refs).iloc[0]
+    assert row.failures == 4
+    assert (row.pct_wrong_group, row.pct_within_group, row.pct_covered) == (50, 25, 25)
+    assert row.mean_misallocated == 0.75
