@@ -217,8 +217,8 @@ def test_running_statistics_update_rule():
     x = jax.random.uniform(jax.random.key(0), (32, 784))
     h = np.asarray(model.fc1(x))  # dropout on the input is off with train=True, key=None
     model(x, train=True)
-    np.testing.assert_allclose(model.bn1.mean.value, 0.1 * h.mean(0), rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(model.bn1.var.value, 0.9 + 0.1 * h.var(0), rtol=1e-5)
+    np.testing.assert_allclose(model.bn1.mean[...], 0.1 * h.mean(0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(model.bn1.var[...], 0.9 + 0.1 * h.var(0), rtol=1e-5)
 
 
 def test_dropout_rates_are_parameters():
