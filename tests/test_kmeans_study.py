@@ -17,13 +17,16 @@ GROUPS = np.array([0, 1, 2, 2])
 
 def test_allocation_counts_centres_in_the_wrong_group_and_empty_components():
     near = GENERATING + 0.1
-    assert allocation(near, GENERATING, GROUPS) == (0, 0)
+    assert allocation(near, GENERATING, GROUPS) == dict(misallocated=0, uncovered=0)
     # both pair centres on one sub-cluster: right count per group, one component empty
-    assert allocation(near[[0, 1, 2, 2]], GENERATING, GROUPS) == (0, 1)
+    assert allocation(near[[0, 1, 2, 2]], GENERATING, GROUPS) == dict(misallocated=0,
+                                                                      uncovered=1)
     # two centres in round cluster 0, one in the pair: one centre in the wrong group
-    assert allocation(near[[0, 0, 1, 2]], GENERATING, GROUPS) == (1, 1)
+    assert allocation(near[[0, 0, 1, 2]], GENERATING, GROUPS) == dict(misallocated=1,
+                                                                      uncovered=1)
     # three in cluster 0, one in cluster 1, none in the pair: two to move, two empty
-    assert allocation(near[[0, 0, 0, 1]], GENERATING, GROUPS) == (2, 2)
+    assert allocation(near[[0, 0, 0, 1]], GENERATING, GROUPS) == dict(misallocated=2,
+                                                                      uncovered=2)
 
 
 @pytest.mark.parametrize("name", INSTANCES)
@@ -31,7 +34,7 @@ def test_instance_groups_cover_every_component(name):
     inst = make_instance(name)
     assert inst.groups.shape == (inst.n_clusters,) == (len(inst.centers),)
     assert set(inst.groups) == set(range(int(inst.groups.max()) + 1))
-    assert allocation(inst.centers, inst.centers, inst.groups) == (0, 0)
+    assert allocation(inst.centers, inst.centers, inst.groups) == dict(misallocated=0, uncovered=0)
 
 
 def test_failure_modes_classify_the_trials_outside_the_basin():

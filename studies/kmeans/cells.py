@@ -34,13 +34,14 @@ def allocation(centers: np.ndarray, generating: np.ndarray, groups: np.ndarray):
     """Where the centres ``(K, d)`` went, each counted at its nearest generating centre:
     ``misallocated``, the centres that would have to move to another group to give every
     group as many centres as it has components (half the sum of the count differences), and
-    ``uncovered``, the components that no centre is nearest to."""
+    ``uncovered``, the components that no centre is nearest to (a dict of the two)."""
     C, G = np.asarray(centers, np.float64), np.asarray(generating, np.float64)
     nearest = ((C[:, None, :] - G[None, :, :]) ** 2).sum(-1).argmin(1)
     n_groups = int(groups.max()) + 1
     have = np.bincount(groups[nearest], minlength=n_groups)
     need = np.bincount(groups, minlength=n_groups)
-    return int(np.abs(have - need).sum()) // 2, len(G) - len(np.unique(nearest))
+    return dict(misallocated=int(np.abs(have - need).sum()) // 2,
+                uncovered=len(G) - len(np.unique(nearest)))
 
 
 def _polish(X: np.ndarray, centers: list[np.ndarray]) -> list[float]:
@@ -57,9 +58,7 @@ def best_known(instance: str, seed: int, restarts: int) -> pd.DataFrame:
     km = KMeans(inst.n_clusters, init="k-means++", n_init=restarts, random_state=0,
                 tol=0.0).fit(X)
     gen = KMeans(inst.n_clusters, init=inst.centers, n_init=1, tol=0.0).fit(X)
-    rows = [dict(source=source, energy=energy(X, C),
-                 **dict(zip(("misallocated", "uncovered"),
-                            allocation(C, inst.centers, inst.groups), strict=True)))
+    rows = [dict(source=source, energy=energy(X, C), **allocation(C, inst.centers, inst.groups))
             for source, C in ((f"best of {restarts} k-means++", km.cluster_centers_),
                               ("Lloyd from generating centres", gen.cluster_centers_))]
     return pd.DataFrame(rows)
@@ -116,12 +115,12 @@ def run_cell(cell: dict) -> pd.DataFrame:
     else:
         runs = [_sklearn_run(method, K, X, seed0 + i) for i in range(cell["trials"])]
         centers, times = [c for c, _ in runs], [t for _, t in runs]
-    where = np.array([allocation(C, inst.centers, inst.groups) for C in centers])
+    where = pd.DataFrame([allocation(C, inst.centers, inst.groups) for C in centers])
     return pd.DataFrame(dict(
         trial=np.arange(len(centers)),
         energy=[energy(X, C) for C in centers],
         polished=_polish(X, centers),
-        misallocated=where[:, 0],
-        uncovered=where[:, 1],
+        misallocated=where.misallocated,
+        uncovered=where.uncovered,
         seconds=times,
     ))

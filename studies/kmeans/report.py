@@ -15,13 +15,18 @@ RTOL = 1e-4
 TARGETS = {"unequal": 95.0, "pair": 95.0, "groups": 50.0}
 
 
+def at_best(results: pd.DataFrame, refs: pd.DataFrame, column: str) -> pd.Series:
+    """Per trial: is ``column`` (an energy) within ``RTOL`` (relative) of the instance's
+    best-known minimum?"""
+    best = results.instance.map(refs.groupby("instance").energy.min())
+    return results[column] <= best * (1 + RTOL)
+
+
 def summarise(results: pd.DataFrame, refs: pd.DataFrame) -> pd.DataFrame:
     """One row per instance x method: energy min/max/mean/std, % at the global minimum,
     % in its basin, median seconds per run."""
-    best = refs.groupby("instance").energy.min()
-    df = results.assign(best=results.instance.map(best))
-    df["at_min"] = df.energy <= df.best * (1 + RTOL)
-    df["in_basin"] = df.polished <= df.best * (1 + RTOL)
+    df = results.assign(at_min=at_best(results, refs, "energy"),
+                        in_basin=at_best(results, refs, "polished"))
     out = df.groupby(["instance", "label"], sort=False).agg(
         trials=("trial", "size"), min=("energy", "min"), max=("energy", "max"),
         mean=("energy", "mean"), std=("energy", "std"), pct_global=("at_min", "mean"),
@@ -36,8 +41,7 @@ def failure_modes(results: pd.DataFrame, refs: pd.DataFrame) -> pd.DataFrame:
     where their centres went (``studies.kmeans.cells.allocation``): % with a centre in the
     wrong group, % with the right count per group but a component without a centre, and %
     with every component covered."""
-    best = results.instance.map(refs.groupby("instance").energy.min())
-    failed = results[results.polished > best * (1 + RTOL)]
+    failed = results[~at_best(results, refs, "polished")]
     wrong_group = failed.misallocated > 0
     within = ~wrong_group & (failed.uncovered > 0)
     out = failed.assign(wrong_group=wrong_group, within_group=within,
