@@ -27,6 +27,7 @@ from scipy import integrate, stats
 import lesample as le
 from lesample import diagnostics
 from lesample.noise import normal_like
+from lesample.optim._inner import POSITION_ONLY
 from lesample.samplers import DivergenceError, DivergenceWarning, build_sampler, sample
 
 Z_SE = 5.0
@@ -227,6 +228,43 @@ def test_divergence_raises_or_is_reported_and_left_out_of_the_mean():
     assert np.asarray(trace.diverged).tolist() == [False, True]
     mean = np.asarray(le.chain_mean(trace.estimate, trace.diverged))
     np.testing.assert_array_equal(mean, np.asarray(trace.estimate[0]))
+
+
+@pytest.mark.parametrize("estimator", ["uniform", "exponential", "last"])
+@pytest.mark.parametrize("kernel", POSITION_ONLY)
+def test_position_only_chains_diverge_iff_their_estimate_is_non_finite(kernel, estimator):
+    """What the optimisers' inner loop relies on to skip the per-step divergence test
+    (``lesample.optim._inner.POSITION_ONLY``). At ``|1 - h lambda_max| = 2`` the distance to
+    the mean doubles each step: starts at 1 and 1e10 stay finite for 40 steps, 1e37 overflows
+    float32 within a few; the run is cut so that the start at 1e26 overflows at its last step
+    (the hardest case: one non-finite state, in the last estimator update)."""
+    target = affine_target()
+    lam_max = np.linalg.eigvalsh(AFFINE.A).max()
+    algorithm = build_sampler(kernel, target, 3.0 / lam_max)
+    v = np.linalg.eigh(AFFINE.A)[1][:, -1]  # the unstable direction
+    starts = jnp.asarray(np.asarray(target.x)[None] + np.outer([1.0, 1e10, 1e26, 1e37], v),
+                         jnp.float32)
+
+    def run(num_steps):
+        return le.samplers.run_chains(algorithm, jax.random.key(0), starts,
+                                      num_steps=num_steps, num_chains=4, stacked=True,
+                                      estimator=estimator, keep_draws=False)
+
+    last = int(np.argmax(np.asarray(run(60).info.diverged[2])))  # 1e26's first overflow
+    trace = run(last + 1)
+    assert last + 1 >= 40 and np.asarray(trace.diverged).tolist() == [False, False, True, True]
+    assert bool(trace.info.diverged[2, -1]) and not bool(trace.info.diverged[2, :-1].any())
+    flagged = ~jax.vmap(le.tree.all_finite)(trace.estimate)
+    np.testing.assert_array_equal(np.asarray(flagged), np.asarray(trace.diverged))
+
+
+def test_all_finite_finds_any_nan_or_inf():
+    clean = {"w": jnp.ones((3, 4)), "b": jnp.zeros(4), "n": jnp.arange(3), "e": jnp.zeros(0)}
+    assert bool(le.tree.all_finite(clean)) and bool(le.tree.all_finite({}))
+    for bad in (jnp.nan, jnp.inf, -jnp.inf):
+        for index in ((0, 0), (2, 3), (1, 2)):
+            tree = dict(clean, w=clean["w"].at[index].set(bad))
+            assert not bool(jax.jit(le.tree.all_finite)(tree)), (bad, index)
 
 
 @pytest.mark.parametrize(("kwargs", "error", "name"), [

@@ -13,6 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from lesample import tree
 from lesample.estimators import ExponentialAverage, chain_mean, get_estimator
 from lesample.noise import check_noise
 from lesample.optim._base import check_int, check_positive, typed_key
@@ -24,6 +25,11 @@ PyTree = Any
 
 #: Samplers whose kernels take a mini-batch per step (driven by ``grad_fn``).
 MINIBATCH = ("ula", "sgld", "baoab", "hj")
+#: Kernels whose state is the position alone and that never reject a move: a non-finite
+#: state stays non-finite (IEEE arithmetic), and every estimator's result is a convex
+#: combination of the states, so a chain diverged iff its estimate is non-finite. Testing
+#: that once, instead of every step (which XLA then drops), saves ~0.4 ms per mnistfc step.
+POSITION_ONLY = ("ula", "sgld", "hj")
 #: Gradient evaluations a kernel's ``init`` spends (not counted by ``run_chains``).
 INIT_GRADS = {"baoab": 1, "mala": 1, "hmc": 1, "nuts": 1}
 
@@ -89,7 +95,10 @@ class InnerLoop:
             batches=grad_inputs if self.minibatch else None, estimator=self.estimator,
             keep_draws=False, unroll=self.unroll,
         )
-        mean = chain_mean(trace.estimate, trace.diverged)
+        diverged = trace.diverged
+        if self.kernel in POSITION_ONLY:
+            diverged = ~jax.vmap(tree.all_finite)(trace.estimate)
+        mean = chain_mean(trace.estimate, diverged)
         mean = jax.tree_util.tree_map(lambda m, u: m.astype(u.dtype), mean, x)
         n = trace.num_grads.sum() + self.num_chains * INIT_GRADS.get(self.kernel, 0)
         return mean, jnp.asarray(n, jnp.int32)
