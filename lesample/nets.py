@@ -47,6 +47,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import optax
 from flax import nnx
 
@@ -62,6 +63,7 @@ __all__ = [
     "max_pool",
     "max_pool_reshape",
     "conv_shifted_matmul",
+    "Dropout",
 ]
 
 BN_MOMENTUM = 0.9  # flax convention; = PyTorch/Torch momentum 0.1 of the reference code
@@ -69,6 +71,34 @@ BN_MOMENTUM = 0.9  # flax convention; = PyTorch/Torch momentum 0.1 of the refere
 
 # ---------------------------------------------------------------------------------------------
 # Building blocks.
+
+
+class Dropout(nnx.Module):
+    """Inverted dropout with 16-bit masks: ``Dropout(rate)(x, key)``; ``key=None`` is the
+    identity (evaluation mode).
+
+    A unit is kept when a 16-bit random integer is below ``t = round((1 - rate) 2^16)``, and
+    kept units are scaled by ``2^16 / t``, the exact inverse of the keep probability, so the
+    layer is unbiased. The rate is ``rate`` to within 2^-17 (0.2 gives 0.199997; 0.25 and
+    0.5 are exact). Each 32-bit word of ``jax.random.bits`` makes two masks: half the PRNG
+    work of ``nnx.Dropout``'s 32-bit uniforms, which cost about 16% of an mnistfc gradient on
+    the CPU (a 128 x 1024 mask: 0.37 ms against 0.66 ms, measured).
+    """
+
+    def __init__(self, rate: float):
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"dropout `rate` must be in [0, 1); got {rate!r}.")
+        self.rate = rate
+        self.threshold = round((1.0 - rate) * 2**16)
+
+    def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+        if key is None or self.rate == 0.0:
+            return x
+        n = x.size
+        words = jax.random.bits(key, (-(-n // 2),), jnp.uint32)
+        halves = (words[:, None] >> jnp.array([0, 16], jnp.uint32)) & jnp.uint32(0xFFFF)
+        keep = halves.reshape(-1)[:n].reshape(x.shape) < self.threshold
+        return jnp.where(keep, x * (2**16 / self.threshold), 0).astype(x.dtype)
 
 
 def max_pool(x: jax.Array, window: int) -> jax.Array:
@@ -159,19 +189,18 @@ class MnistFC(nnx.Module):
         self.fc2 = nnx.Linear(hidden, hidden, rngs=rngs)
         self.bn2 = _batch_norm(hidden, bn_momentum, rngs)
         self.fc3 = nnx.Linear(hidden, 10, rngs=rngs)
-        self.drop = nnx.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def __call__(self, x, key=None, *, train: bool | None = None):
         """Logits ``(N, 10)`` of ``x`` (``(N, 784)`` or ``(N, 28, 28[, 1])``); see the module
         docstring for ``key`` and ``train``."""
         train = key is not None if train is None else train
         keys = _dropout_keys(key, 3)
-        det = key is None
-        x = self.drop(x.reshape(x.shape[0], -1), deterministic=det, rngs=keys[0])
+        x = self.drop(x.reshape(x.shape[0], -1), keys[0])
         x = nnx.relu(self.bn1(self.fc1(x), use_running_average=not train))
-        x = self.drop(x, deterministic=det, rngs=keys[1])
+        x = self.drop(x, keys[1])
         x = nnx.relu(self.bn2(self.fc2(x), use_running_average=not train))
-        x = self.drop(x, deterministic=det, rngs=keys[2])
+        x = self.drop(x, keys[2])
         return self.fc3(x)
 
 
@@ -210,24 +239,23 @@ class LeNet(nnx.Module):
         self.fc1 = nnx.Linear(50 * 2 * 2, 500, rngs=rngs)
         self.bn3 = _batch_norm(500, bn_momentum, rngs) if fc_batchnorm else None
         self.fc2 = nnx.Linear(500, 10, rngs=rngs)
-        self.drop = nnx.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def __call__(self, x, key=None, *, train: bool | None = None):
         """Logits ``(N, 10)`` of ``x`` (``(N, 28, 28, 1)``, ``(N, 28, 28)`` or ``(N, 784)``);
         see the module docstring for ``key`` and ``train``."""
         train = key is not None if train is None else train
         keys = _dropout_keys(key, 3)
-        det = key is None
         pool = POOLS[self.pool]
         x = _as_images(x, 28, 28, 1)
         x = nnx.relu(pool(self.bn1(self.conv1(x), use_running_average=not train), 3))
-        x = self.drop(x, deterministic=det, rngs=keys[0])
+        x = self.drop(x, keys[0])
         x = nnx.relu(pool(self.bn2(self.conv2(x), use_running_average=not train), 2))
-        x = self.drop(x, deterministic=det, rngs=keys[1])
+        x = self.drop(x, keys[1])
         x = self.fc1(x.reshape(x.shape[0], -1))
         if self.bn3 is not None:
             x = self.bn3(x, use_running_average=not train)
-        x = self.drop(nnx.relu(x), deterministic=det, rngs=keys[2])
+        x = self.drop(nnx.relu(x), keys[2])
         return self.fc2(x)
 
 
@@ -257,21 +285,20 @@ class AllCNN(nnx.Module):
             for ci, co, k, s in spec
         ])
         self.bns = nnx.List([_batch_norm(co, bn_momentum, rngs) for _, co, _, _ in spec])
-        self.input_drop = nnx.Dropout(input_dropout)
-        self.block_drop = nnx.Dropout(block_dropout)
+        self.input_drop = Dropout(input_dropout)
+        self.block_drop = Dropout(block_dropout)
 
     def __call__(self, x, key=None, *, train: bool | None = None):
         """Logits ``(N, num_classes)`` of NHWC ``x`` ``(N, 32, 32, 3)``; see the module
         docstring for ``key`` and ``train``."""
         train = key is not None if train is None else train
         keys = _dropout_keys(key, 3)
-        det = key is None
-        x = self.input_drop(x, deterministic=det, rngs=keys[0])
+        x = self.input_drop(x, keys[0])
         block = 1
         for conv, bn, stride in zip(self.convs, self.bns, self.strides, strict=True):
             x = nnx.relu(bn(conv(x), use_running_average=not train))
             if stride == 2:
-                x = self.block_drop(x, deterministic=det, rngs=keys[block])
+                x = self.block_drop(x, keys[block])
                 block += 1
         return x.mean(axis=(1, 2))
 
