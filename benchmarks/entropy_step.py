@@ -7,6 +7,8 @@ Entropy-SGD step runs its 20 Langevin steps in one ``lax.scan`` with the noise o
 "rademacher"``: same mean and covariance, ``lesample.noise``). SGD runs its 20 steps both
 as 20 calls of the step and as one call that loops over them (what ``fit`` does); the ratio
 is taken against the faster of the two (on XLA:CPU a LeNet call costs ~16 ms extra).
+``grads_x20_ms`` times the 20 gradients alone (same mini-batches and dropout, no update):
+the floor under either step, which shows how much of a step is the optimiser's own work.
 Each Entropy-SGD variant runs with its inner loop rolled (one XLA loop, the default) and
 unrolled (``unroll=True``: on XLA:CPU, ``lax.conv`` gradients inside a loop run about 3x
 slower; LeNet's default matmul convolutions do not). Rounds interleave all variants so
@@ -74,8 +76,25 @@ def bench_model(name: str, rounds: int) -> list[dict]:
     # Keys name the loop: (noise, 1) and (noise, True) would be one dict key (True == 1).
     variants = [(noise, unrolled) for noise in ("gaussian", "rademacher")
                 for unrolled in (False, True)]
+    grad_loss = jax.grad(fm.loss)
+
+    @jax.jit
+    def gradients(params, data, idx, keys):  # L gradients alone: the floor of either step
+        images, labels = data
+
+        def one(total, xs):
+            rows, k = xs
+            g = grad_loss(params, (images[rows], labels[rows], k))
+            return total + sum(jnp.sum(u) for u in jax.tree_util.tree_leaves(g)), None
+
+        return jax.lax.scan(one, jnp.zeros(()), (idx[:, 0], keys))[0]
+
+    def gradients_only():
+        return gradients(fm.params, data, idx, keys)
+
+    gradients_only()  # compile
     runners = {"sgd_calls": runner("sgd", "gaussian", calls=L),
-               "sgd_loop": runner("sgd", "gaussian")}
+               "sgd_loop": runner("sgd", "gaussian"), "grads": gradients_only}
     runners |= {(noise, u): runner("entropy_sgd", noise, True if u else 1)
                 for noise, u in variants}
     times = {k: [] for k in runners}
@@ -83,6 +102,7 @@ def bench_model(name: str, rounds: int) -> list[dict]:
         for k, run in runners.items():
             times[k].append(_timed(run))
     sgd_calls, sgd_loop = min(times["sgd_calls"]), min(times["sgd_loop"])
+    grads = min(times["grads"])
     sgd = min(sgd_calls, sgd_loop)
     rows = []
     for noise, unrolled in variants:
@@ -90,10 +110,11 @@ def bench_model(name: str, rounds: int) -> list[dict]:
         rows.append(dict(model=name, noise=noise, unrolled=unrolled,
                          esgd_step_ms=1e3 * t,
                          sgd_x20_calls_ms=1e3 * sgd_calls, sgd_x20_loop_ms=1e3 * sgd_loop,
-                         ratio=t / sgd,
+                         grads_x20_ms=1e3 * grads, ratio=t / sgd,
                          ratio_target_met=t / sgd <= 1.05))
         if name == "mnistfc":  # the reference's time is mnistfc's
             rows[-1] |= dict(vs_reference=1e3 * t / REFERENCE_MS,
+                             grads_vs_reference=1e3 * grads / REFERENCE_MS,
                              time_target_met=1e3 * t <= TARGET_FRACTION * REFERENCE_MS)
     return rows
 
@@ -103,7 +124,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds")
     parser.add_argument("--models", default="mnistfc,lenet", help="comma-separated models")
     args = parser.parse_args()
-    pd.set_option("display.width", 200)
+    pd.set_option("display.width", 250)
     print(f"devices: {jax.devices()}; L = {L}, batch = {BATCH}, min over {args.rounds} rounds")
     rows = [r for m in args.models.split(",") for r in bench_model(m.strip(), args.rounds)]
     print(pd.DataFrame(rows).to_string(index=False, float_format="%.3f"))
