@@ -43,6 +43,7 @@ form, which is faster on CPU in the backward pass (``benchmarks/maxpool.py``).
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -86,10 +87,13 @@ class Dropout(nnx.Module):
     """
 
     def __init__(self, rate: float):
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"dropout `rate` must be in [0, 1); got {rate!r}.")
-        self.rate = rate
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
+            raise ValueError(f"dropout `rate` must be a number in [0, 1); got {rate!r}.")
+        self.rate = float(rate)
         self.threshold = round((1.0 - rate) * 2**16)
+        if self.threshold < 1:  # the scale 2^16 / t needs t >= 1
+            raise ValueError(f"dropout `rate` must be at most 1 - 2^-17 (16-bit masks); "
+                             f"got {rate!r}.")
 
     def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
         if key is None or self.rate == 0.0:

@@ -254,8 +254,9 @@ def test_dropout_keeps_its_rate_and_is_unbiased(rate):
     x = jnp.arange(6.0).reshape(2, 3)
     np.testing.assert_array_equal(drop(x), x)  # no key: evaluation mode
     np.testing.assert_array_equal(Dropout(0.0)(x, jax.random.key(0)), x)
-    with pytest.raises(ValueError, match="rate"):
-        Dropout(1.0)
+    for bad in (1.0, -0.1, 1 - 2**-18, "0.2", True, float("nan")):
+        with pytest.raises(ValueError, match="rate"):
+            Dropout(bad)
 
 
 def test_flat_and_image_inputs_agree():
