@@ -13,7 +13,10 @@ Each Entropy-SGD variant runs with its inner loop rolled (one XLA loop, the defa
 unrolled (``unroll=True``: on XLA:CPU, ``lax.conv`` gradients inside a loop run about 3x
 slower; LeNet's default matmul convolutions do not). Rounds interleave all variants so
 that load from other processes hits all alike; the minimum over rounds is reported, and
-``ratio_median`` is the median over rounds of the ratio measured within each round.
+``ratio_median`` is the median over rounds of the ratio measured within each round. Within
+a round each variant runs once untimed, then once timed: training runs one step after
+another, so its state is as warm in the caches as it can be, whereas a step timed right
+after another variant measured up to 5% slower (its 7.5 MB arrays evicted), by order alone.
 
 Anchors measured on this CPU: the reference PyTorch implementation takes 496 ms per
 Entropy-SGD step of mnistfc (1.56x its own 20 SGD steps); a plain JAX port 353 ms (1.72x).
@@ -101,6 +104,7 @@ def bench_model(name: str, rounds: int) -> list[dict]:
     times = {k: [] for k in runners}
     for _ in range(rounds):
         for k, run in runners.items():
+            run()  # warm: as after the previous step of a training run (docstring)
             times[k].append(_timed(run))
     sgd_calls, sgd_loop = min(times["sgd_calls"]), min(times["sgd_loop"])
     grads = min(times["grads"])

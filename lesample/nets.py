@@ -52,6 +52,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from lesample.threefry import random_words
+
 __all__ = [
     "MnistFC",
     "LeNet",
@@ -81,9 +83,9 @@ class Dropout(nnx.Module):
     A unit is kept when a 16-bit random integer is below ``t = round((1 - rate) 2^16)``, and
     kept units are scaled by ``2^16 / t``, the exact inverse of the keep probability, so the
     layer is unbiased. The rate is ``rate`` to within 2^-17 (0.2 gives 0.199997; 0.25 and
-    0.5 are exact). Each 32-bit word of ``jax.random.bits`` makes two masks: half the PRNG
-    work of ``nnx.Dropout``'s 32-bit uniforms, which cost about 16% of an mnistfc gradient on
-    the CPU (a 128 x 1024 mask: 0.37 ms against 0.66 ms, measured).
+    0.5 are exact). Each random 32-bit word (``lesample.threefry.random_words``: 2.5x cheaper
+    per word than ``jax.random.bits`` on the CPU) makes two masks. ``nnx.Dropout``'s 32-bit
+    uniforms cost about 16% of an mnistfc gradient on the CPU; these masks about 5%.
     """
 
     def __init__(self, rate: float):
@@ -99,9 +101,11 @@ class Dropout(nnx.Module):
         if key is None or self.rate == 0.0:
             return x
         n = x.size
-        words = jax.random.bits(key, (-(-n // 2),), jnp.uint32)
-        halves = (words[:, None] >> jnp.array([0, 16], jnp.uint32)) & jnp.uint32(0xFFFF)
-        keep = halves.reshape(-1)[:n].reshape(x.shape) < self.threshold
+        words = random_words(key, -(-n // 2), store=False)
+        # Low halves mask the first half of the flattened x, high halves the second: on
+        # XLA:CPU this fuses better than interleaving them (an mnistfc gradient ~6% faster).
+        halves = jnp.concatenate([words & jnp.uint32(0xFFFF), words >> 16])
+        keep = halves[:n].reshape(x.shape) < self.threshold
         return jnp.where(keep, x * (2**16 / self.threshold), 0).astype(x.dtype)
 
 

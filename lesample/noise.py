@@ -22,6 +22,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from lesample.threefry import random_words
+
 PyTree = Any
 
 NOISE_KINDS = ("gaussian", "rademacher")
@@ -39,7 +41,7 @@ def _rademacher(key: jax.Array, shape, dtype) -> jax.Array:
     size = 1
     for s in shape:
         size *= s
-    words = jax.random.bits(key, (-(-size // 32),), jnp.uint32)
+    words = random_words(key, -(-size // 32))
     signs = (words[:, None] >> jnp.arange(32, dtype=jnp.uint32)) & jnp.uint32(1)
     flat = signs.reshape(-1)[:size].astype(dtype)
     return (2 * flat - 1).reshape(shape)

@@ -251,6 +251,11 @@ def test_dropout_keeps_its_rate_and_is_unbiased(rate):
     assert abs(kept - keep) < 5 * sigma, (kept, keep)
     np.testing.assert_allclose(out[out != 0], 2**16 / drop.threshold, rtol=1e-7)
     assert abs(out.mean() - 1.0) < 5 * sigma / keep
+    # Units i and i + m (m = 500,001 words) take the low and high halves of one word: they
+    # must be independent, both kept with probability keep^2 (same 5-sigma bound).
+    m = -(-n // 2)
+    both = np.mean((out[: n - m] != 0) & (out[m:] != 0))
+    assert abs(both - keep**2) < 5 * np.sqrt(keep**2 * (1 - keep**2) / (n - m)), (both, keep)
     x = jnp.arange(6.0).reshape(2, 3)
     np.testing.assert_array_equal(drop(x), x)  # no key: evaluation mode
     np.testing.assert_array_equal(Dropout(0.0)(x, jax.random.key(0)), x)
