@@ -114,8 +114,7 @@ def entropy_sgd(
         grad_inputs, noise_key, rng = step_inputs(key, batches, state.rng, inner.num_steps)
         mean, n = inner.mean(params, gamma_n, grad_inputs, noise_key, grad_fn=grad_fn,
                              loss_fn=loss_fn)
-        coupling = 1 / gamma_n
-        g = jax.tree_util.tree_map(lambda u, m: (u - m) * coupling, params, mean)
+        g = jax.tree_util.tree_map(lambda u, m: (u - m) / gamma_n, params, mean)
         eta = gamma_n if lr is None else evaluate(lr, state.count)
         updates, m = outer_step(g, state, eta, momentum, nesterov)
         return updates, OptimState(state.count + 1, state.num_grads + n, m, rng)

@@ -96,11 +96,9 @@ def hj(
         """Eq. (34): descent on H2(z) = f(x - z) + |z|^2/(2 gamma) from z = 0."""
         z = tree.zeros_like(x)
         if num_steps > 1:
-            coupling = 1 / gamma_n  # a multiply per weight, not a divide (see _inner)
-
             def grad_H2(z, b):  # grad_z H2 = -grad f(x - z) + z / gamma
                 g = grad_fn(tree.sub(x, z), b)
-                return jax.tree_util.tree_map(lambda gi, zi: zi * coupling - gi, g, z)
+                return jax.tree_util.tree_map(lambda gi, zi: zi / gamma_n - gi, g, z)
 
             head = jax.tree_util.tree_map(lambda u: u[:-1], grad_inputs)
             trace = run_chains(hj_kernel(grad_H2, step_size), jax.random.key(0), z,
@@ -116,8 +114,7 @@ def hj(
         grad_inputs, noise_key, rng = step_inputs(key, batches, state.rng, num_steps)
         if form == "rho":
             mean, _ = inner.mean(params, gamma_n, grad_inputs, noise_key, grad_fn=grad_fn)
-            coupling = 1 / gamma_n
-            g = jax.tree_util.tree_map(lambda u, m: (u - m) * coupling, params, mean)
+            g = jax.tree_util.tree_map(lambda u, m: (u - m) / gamma_n, params, mean)
         else:
             g = rho2_gradient(params, gamma_n, grad_inputs, grad_fn)
         eta = gamma_n if lr is None else evaluate(lr, state.count)
