@@ -156,6 +156,11 @@ def test_step_is_deterministic_in_its_keys(digits):
     assert_same_params(p1, p2)
     assert not np.array_equal(np.asarray(p1["fc1"]["kernel"][...]),
                               np.asarray(p3["fc1"]["kernel"][...]))
+    # The step's XLA options (CPU_COMPILER_OPTIONS) change buffers, not numbers.
+    p = jax.tree_util.tree_map(jnp.copy, fm.params)
+    plain = jax.jit(step.__wrapped__)(p, tx.init(p), data, idx[None],
+                                      jax.random.PRNGKey(0)[None])
+    assert_same_params(p1, plain[0])
 
 
 def test_recalibrate_gives_the_batch_statistics_at_x(digits):

@@ -48,7 +48,15 @@ from flax import nnx
 
 from lesample.nets import FunctionalModel
 
-__all__ = ["Chunks", "chunked", "make_evaluate", "make_step", "recalibrate"]
+__all__ = ["CPU_COMPILER_OPTIONS", "Chunks", "chunked", "make_evaluate", "make_step",
+           "recalibrate"]
+
+#: XLA options of the step on the CPU. Region-based copy insertion: without it XLA copies,
+#: at every gradient, each weight that the backward pass reads before the weight is updated
+#: in place in the loop (mnistfc: 4 MB per gradient); measured in one process, mnistfc's
+#: Entropy-SGD step 7% faster, SGD's 1.5%. Buffer assignment only: the numbers are the same
+#: bit for bit (``tests/test_train.py``).
+CPU_COMPILER_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True}
 
 
 def make_step(fm: FunctionalModel, tx: optax.GradientTransformationExtraArgs) -> Callable:
@@ -72,7 +80,8 @@ def make_step(fm: FunctionalModel, tx: optax.GradientTransformationExtraArgs) ->
 
         return jax.lax.scan(one, (params, opt_state), (idx, keys))[0]
 
-    return jax.jit(step, donate_argnums=(0, 1))
+    options = CPU_COMPILER_OPTIONS if jax.default_backend() == "cpu" else None
+    return jax.jit(step, donate_argnums=(0, 1), compiler_options=options)
 
 
 class Chunks(NamedTuple):
