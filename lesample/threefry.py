@@ -25,7 +25,7 @@ __all__ = ["random_words", "threefry2x32"]
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _PARITY = np.uint32(0x1BD11BDA)
-_STORE_FROM = 4096  # calls from which stored words pay for their loop (see random_words)
+_STORE_FROM = 64  # calls from which stored words pay for their loop (see random_words)
 
 
 def _rotate_left(x: jax.Array, r: int) -> jax.Array:
