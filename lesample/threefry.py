@@ -1,7 +1,7 @@
 """Random 32-bit words from JAX's Threefry-2x32, lowered as straight-line code.
 
 ``random_words(key, n)`` is ``jax.extend.random.threefry_2x32(key_data, iota(2h))[:n]`` with
-``h = ceil(n / 2)``, bit for bit: the same Threefry-2x32 with 20 rounds (Salmon et al. 2011,
+``h = 2 ceil(n / 4)``, bit for bit: the same Threefry-2x32 with 20 rounds (Salmon et al. 2011,
 "Parallel random numbers: as easy as 1, 2, 3"), the same key schedule and counters. Only the
 lowering differs, and only for speed:
 
@@ -13,15 +13,23 @@ lowering differs, and only for speed:
 Together that is 2.5x fewer CPU cycles per word than ``jax.random.bits`` (measured: 181,000
 words 0.26 ms against 0.65 ms). Dropout masks and Rademacher noise draw their bits here.
 Keys of other PRNG implementations fall back to ``jax.random.bits``.
+
+``UNROLLED_THREEFRY`` is JAX's threefry2x32 PRNG with the unrolled rounds for its 32-bit
+words; ``unrolled(key)`` rewraps a threefry key as one. Every ``jax.random`` sampler then
+gives the same numbers, bit for bit (tested), faster: ``jax.random.normal`` for mnistfc's
+1.87M weights 5.3 ms instead of 9.2 ms (``lesample.noise``'s Gaussian draws).
 """
 
 from __future__ import annotations
 
+import math
+
 import jax
+import jax.extend.random
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["random_words", "threefry2x32"]
+__all__ = ["UNROLLED_THREEFRY", "random_words", "threefry2x32", "unrolled"]
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _PARITY = np.uint32(0x1BD11BDA)
@@ -64,19 +72,52 @@ def random_words(key: jax.Array, n: int, *, store: bool = True) -> jax.Array:
     if not _is_threefry(key):
         return jax.random.bits(key, (n,), jnp.uint32)
     k1, k2 = jax.random.key_data(key) if key.shape == () else key
-    h = -(-n // 2)  # Threefry calls; call i hashes the counters (i, i + h)
+    c = -(-n // 4)
+    h = 2 * c  # Threefry calls, even; call i hashes the counters (i, i + h)
     if not store or h < _STORE_FROM:
         count = jnp.arange(h, dtype=jnp.uint32)
         return jnp.concatenate(threefry2x32(k1, k2, count, count + np.uint32(h)))[:n]
     # A consumer that reads each word several times (2 dropout masks, 32 signs) would have
     # XLA fuse the 20 rounds into it and redo them per read (32 signs: 8x slower). A loop's
     # outputs are stored, never fused, so the calls run as a 2-iteration loop (XLA inlines a
-    # 1-iteration loop; it also drops `lax.optimization_barrier` on the CPU).
-    c = -(-h // 2)
+    # 1-iteration loop; it also drops `lax.optimization_barrier` on the CPU) that writes
+    # them in place into one buffer: a consumer then reads a plain array, which XLA
+    # vectorises (read through a concatenation, an erf_inv runs ~5x slower).
 
-    def half(_, start):
+    def half(j, words):
+        start = (j * c).astype(jnp.uint32)
         count = start + jnp.arange(c, dtype=jnp.uint32)
-        return None, threefry2x32(k1, k2, count, count + np.uint32(h))
+        first, second = threefry2x32(k1, k2, count, count + np.uint32(h))
+        words = jax.lax.dynamic_update_slice(words, first, (start,))
+        return jax.lax.dynamic_update_slice(words, second, (start + np.uint32(h),))
 
-    _, (first, second) = jax.lax.scan(half, None, jnp.array([0, c], jnp.uint32))
-    return jnp.concatenate([first.reshape(-1)[:h], second.reshape(-1)[:h]])[:n]
+    return jax.lax.fori_loop(0, 2, half, jnp.zeros(2 * h, jnp.uint32))[:n]
+
+
+def _partitionable_bits(key_data: jax.Array, bit_width: int, shape) -> jax.Array:
+    """``threefry_prng_impl.random_bits``, with 32-bit words from the unrolled rounds: under
+    ``jax_threefry_partitionable`` (the default) word ``i`` of the flattened shape is the XOR
+    of the two outputs of Threefry on the counters ``(0, i)`` for fewer than 2^32 words."""
+    size = math.prod(shape)
+    if bit_width != 32 or size >= 2**32 or not jax.config.jax_threefry_partitionable:
+        return _STOCK.random_bits(key_data, bit_width, shape)
+    count = jax.lax.iota(jnp.uint32, size).reshape(shape)
+    first, second = threefry2x32(key_data[0], key_data[1], np.uint32(0), count)
+    return first ^ second
+
+
+_STOCK = jax.extend.random.threefry_prng_impl
+#: JAX's threefry2x32 PRNG with the unrolled rounds for 32-bit words: the same keys, splits
+#: and numbers (``jax.random.normal`` and friends give the same values, bit for bit).
+UNROLLED_THREEFRY = jax.extend.random.define_prng_impl(
+    key_shape=_STOCK.key_shape, seed=_STOCK.seed, split=_STOCK.split,
+    random_bits=_partitionable_bits, fold_in=_STOCK.fold_in, name="threefry2x32_unrolled")
+
+
+def unrolled(key: jax.Array) -> jax.Array:
+    """``key`` (a threefry key, typed or raw) as a typed key of ``UNROLLED_THREEFRY``: the
+    same stream, drawn ~1.6x faster on the CPU; other keys are returned unchanged."""
+    if not _is_threefry(key):
+        return key
+    data = jax.random.key_data(key) if key.shape == () else key
+    return jax.random.wrap_key_data(data, impl=UNROLLED_THREEFRY)

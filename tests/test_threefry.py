@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax.extend.random import threefry_2x32
 
-from lesample.threefry import random_words, threefry2x32
+from lesample.threefry import UNROLLED_THREEFRY, random_words, threefry2x32, unrolled
 
 
 @pytest.mark.parametrize("key, count, expected", [
@@ -22,9 +22,9 @@ def test_known_answers(key, count, expected):
 
 @pytest.mark.parametrize("n", [0, 1, 2, 7, 127, 128, 129, 1000, 8193, 20001])
 def test_random_words_are_jax_threefry_of_the_counters(n):
-    """``random_words(key, n) == threefry_2x32(key_data, iota(2h))[:n]``, h = ceil(n/2),
-    for typed and raw keys, eager and under ``jit``."""
-    h = -(-n // 2)
+    """``random_words(key, n) == threefry_2x32(key_data, iota(2h))[:n]``, h = 2 ceil(n/4),
+    for typed and raw keys, stored or not, eager and under ``jit``."""
+    h = 2 * -(-n // 4)
     for key in (jax.random.key(11), jax.random.PRNGKey(11)):
         data = jax.random.key_data(key) if key.shape == () else key
         expected = np.asarray(threefry_2x32(data, jnp.arange(2 * h, dtype=jnp.uint32)))[:n]
@@ -51,3 +51,26 @@ def test_words_differ_across_keys_and_bits_are_balanced():
 def test_counter_space_is_checked():
     with pytest.raises(ValueError, match="`n`"):
         random_words(jax.random.key(0), -1)
+
+
+@pytest.mark.parametrize("shape", [(), (7,), (3, 5), (300, 41)])
+def test_unrolled_impl_gives_jax_random_numbers_bit_for_bit(shape):
+    """Keys rewrapped by ``unrolled`` give ``jax.random``'s bits, uniforms and normals
+    exactly, eagerly and under ``jit`` and ``vmap``; splits are unchanged."""
+    for key in (jax.random.key(5), jax.random.PRNGKey(5)):
+        fast = unrolled(key)
+        assert jax.random.key_impl(fast) == UNROLLED_THREEFRY
+        for draw in (lambda k: jax.random.bits(k, shape, jnp.uint32),
+                     lambda k: jax.random.uniform(k, shape),
+                     lambda k: jax.random.normal(k, shape)):
+            np.testing.assert_array_equal(draw(fast), draw(key))
+            jitted = jax.jit(lambda k, draw=draw: draw(unrolled(k)))
+            np.testing.assert_array_equal(jitted(key), draw(key))
+        keys = jax.random.split(key, 3)
+        np.testing.assert_array_equal(
+            jax.vmap(lambda k: jax.random.normal(unrolled(k), shape))(keys),
+            jax.vmap(lambda k: jax.random.normal(k, shape))(keys))
+        np.testing.assert_array_equal(jax.random.key_data(jax.random.split(fast, 3)),
+                                      jax.random.key_data(jax.random.split(key, 3)))
+    rbg = jax.random.key(0, impl="rbg")
+    assert unrolled(rbg) is rbg
