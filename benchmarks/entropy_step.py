@@ -107,7 +107,7 @@ def bench_model(name: str, rounds: int) -> list[dict]:
     times = {k: [] for k in runners}
     for _ in range(rounds):
         for k, run in runners.items():
-            run()  # warm: as after the previous step of a training run (docstring)
+            jax.block_until_ready(run())  # warm, as after the previous step of training
             times[k].append(_timed(run))
     sgd_calls, sgd_loop = min(times["sgd_calls"]), min(times["sgd_loop"])
     grads = min(times["grads"])
