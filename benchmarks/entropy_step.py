@@ -6,10 +6,9 @@ Entropy-SGD step runs its 20 Langevin steps in one ``lax.scan`` with the noise o
 (``beta = 1e8``), once with exact Gaussian noise and once with random signs (``noise=
 "rademacher"``: same mean and covariance, ``lesample.noise``). SGD runs its 20 steps both
 as 20 calls of the step and as one call that loops over them (what ``fit`` does); the ratio
-is taken against the faster of the two (on XLA:CPU a LeNet call costs ~16 ms extra; an
-mnistfc step runs ~6% faster as its own call than inside the loop, which the Entropy-SGD
-step's inner loop cannot do), and ``ratio_vs_loop`` against the loop form alone (the same
-program structure: one call, one ``lax.scan``; what ``fit`` runs for SGD).
+is taken against the faster of the two (on XLA:CPU a LeNet call costs ~16 ms extra), and
+``ratio_vs_loop`` against the loop form alone (the same program structure: one call, one
+``lax.scan``; what ``fit`` runs for SGD).
 ``grads_x20_ms`` times the 20 gradients alone (same mini-batches and dropout, no update):
 the floor under either step, which shows how much of a step is the optimiser's own work.
 Each Entropy-SGD variant runs with its inner loop rolled (one XLA loop, the default) and
