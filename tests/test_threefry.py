@@ -48,9 +48,19 @@ def test_words_differ_across_keys_and_bits_are_balanced():
     assert np.all(np.abs(freq - 0.5) < 5 * np.sqrt(0.25 / a.size)), freq
 
 
-def test_counter_space_is_checked():
+def test_bad_input_is_rejected():
     with pytest.raises(ValueError, match="`n`"):
         random_words(jax.random.key(0), -1)
+    for n in (2.5, True, "8"):
+        with pytest.raises(TypeError, match="`n`"):
+            random_words(jax.random.key(0), n)
+    with pytest.raises(TypeError, match="`x0` must be uint32"):
+        threefry2x32(np.uint32(0), np.uint32(0), jnp.arange(4), jnp.arange(4, dtype=jnp.uint32))
+    for not_a_key in (jnp.zeros(2), jnp.zeros(3, jnp.uint32)):  # JAX's own key check
+        with pytest.raises(TypeError, match="PRNG key"):
+            random_words(not_a_key, 4)
+        with pytest.raises(TypeError, match="PRNG key"):
+            jax.random.normal(unrolled(not_a_key), (4,))
 
 
 @pytest.mark.parametrize("shape", [(), (7,), (3, 5), (300, 41)])
