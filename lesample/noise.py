@@ -9,8 +9,9 @@ Two kinds, both with mean 0 and identity covariance:
   recursions are linear, so their stationary mean and covariance depend on the noise only
   through its covariance and are the same as with Gaussian noise (tests check ULA's biased
   covariance and BAOAB's exact one with it). Its words come from
-  ``lesample.threefry.random_words``. On the CPU it costs about 1/20 of an exact draw
-  (mnistfc's 1.87M weights: 0.24 ms against 5.2 ms, measured), which costs about half an
+  ``lesample.threefry.random_words``. On the CPU it costs about 1/40 of an exact draw
+  (mnistfc's 1.87M weights: 0.13 ms against 5.2 ms, each over the cost of the update that
+  adds it; LeNet's 0.06 ms against 0.52 ms; measured); an exact draw costs about half an
   mnistfc gradient.
 
 The Gaussian draws are ``jax.random.normal``'s numbers, bit for bit, from a threefry key

@@ -308,7 +308,11 @@ def test_functional_matches_the_eager_model():
     np.testing.assert_allclose(l2, value, rtol=1e-5)
     g_ref = jax.grad(f.loss)(f.params, batch)
     for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(g_ref), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+        # Norm-wise again (fc1: entries of 2.4e-4 differed by 2.5e-6 with other dropout
+        # masks, 2e-5 of the leaf's largest). The floor 1e-6 is for the biases before a
+        # BatchNorm: their exact gradient is 0 (the mean is subtracted), what is left is
+        # rounding (~1e-7).
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6 + 1e-4 * np.abs(b).max())
     np.testing.assert_allclose(f.predict(f.params, stats2, x), twin(x), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(f.merge(f.params, stats2)(x), twin(x), rtol=1e-5, atol=1e-6)
 

@@ -70,7 +70,7 @@ def entropy_sgd(
       sampler: "ula"/"sgld" (default), "baoab", "hj" (mini-batch, driven by ``grad_fn``);
         "mala", "hmc", "nuts" (full batch: ``update`` needs ``loss_fn`` and ``key``).
       noise: "gaussian" (exact, default) or "rademacher" (random signs: the same mean and
-        covariance, about 20x cheaper to draw on CPU; ula, sgld, baoab).
+        covariance, 10-40x cheaper to draw on CPU; ula, sgld, baoab).
       alpha: the exponential-average weight ``mu <- alpha mu + (1 - alpha) y``.
       estimator: "exponential" (default for ula/sgld), "uniform", "last", or an estimator
         instance; None picks ``lesample.samplers.SAMPLERS[sampler]`` for other samplers.

@@ -11,7 +11,7 @@ LeNet at equal budgets of effective epochs (Remark 22), several seeds, Fashion-M
   budget, ``-O round_epochs=N`` the round length).
 
 Entropy-SGD's Langevin noise is ``noise="rademacher"`` (random signs with the mean and
-covariance of the Gaussian, ``lesample.noise``), about 20x cheaper to draw; ``-O
+covariance of the Gaussian, ``lesample.noise``), 10-40x cheaper to draw; ``-O
 noise=gaussian`` runs the exact one.
 """
 
