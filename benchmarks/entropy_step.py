@@ -13,7 +13,7 @@ is taken against the faster of the two (on XLA:CPU a LeNet call costs ~16 ms ext
 the floor under either step, which shows how much of a step is the optimiser's own work.
 Each Entropy-SGD variant runs with its inner loop rolled (one XLA loop, the default) and
 unrolled (``--unrolled``; ``unroll=True``: on XLA:CPU, ``lax.conv`` gradients inside a loop
-run about 3x slower; LeNet's default matmul convolutions do not, and unrolled runs 15-35%
+run about 3x slower; LeNet's default matmul convolutions do not, and unrolled runs 15-40%
 slower for both models here, so it is off by default). Rounds interleave all variants so
 that load from other processes hits all alike, in the reverse order every other round; the
 minimum over rounds is reported (``ratio`` is the ratio of minima), and ``ratio_median`` is
