@@ -9,6 +9,7 @@ as 20 calls of the step and as one call that loops over them (what ``fit`` does)
 is taken against the faster of the two (on XLA:CPU a LeNet call costs ~16 ms extra), and
 ``ratio_vs_loop`` against the loop form alone (the same program structure: one call, one
 ``lax.scan``; what ``fit`` runs for SGD).
+``images_per_s`` is the Entropy-SGD step's throughput (``L x 128`` images per step).
 ``grads_x20_ms`` times the 20 gradients alone (same mini-batches and dropout, no update):
 the floor under either step, which shows how much of a step is the optimiser's own work.
 Each Entropy-SGD variant runs with its inner loop rolled (one XLA loop, the default) and
@@ -28,7 +29,12 @@ Anchors measured on this CPU: the reference PyTorch implementation takes 496 ms 
 Entropy-SGD step of mnistfc (1.56x its own 20 SGD steps); a plain JAX port 353 ms (1.72x).
 Targets: ratio <= 1.05 and at most 0.45x the reference's 496 ms (<= 223 ms).
 
-Usage: ``python benchmarks/entropy_step.py [--rounds N] [--models mnistfc,lenet] [--unrolled]``.
+All-CNN (``--models allcnn``, CIFAR-10-shaped data) is for an accelerator: on this CPU a
+gradient of 128 images costs about 2.2 s (its default matmul convolutions; 20 steps of each
+variant, twice per round), so give it ``--rounds 1`` or 2 here.
+
+Usage: ``python benchmarks/entropy_step.py [--rounds N] [--models mnistfc,lenet,allcnn]
+[--unrolled]``.
 """
 
 from __future__ import annotations
@@ -49,6 +55,8 @@ from lesample.train import make_optimizer, make_step
 REFERENCE_MS = 496.0  # reference PyTorch Entropy-SGD step, mnistfc, this CPU
 TARGET_FRACTION = 0.45
 L, BATCH, NUM_TRAIN = 20, 128, 60_000
+#: Input image shape (H, W, C) of each model's data set (random data of that shape is timed).
+IMAGE_SHAPES = {"mnistfc": (28, 28, 1), "lenet": (28, 28, 1), "allcnn": (32, 32, 3)}
 
 
 def _timed(fn) -> float:
@@ -71,7 +79,7 @@ def median_interval(x, level: float = 0.95) -> tuple[float, float]:
 def bench_model(name: str, rounds: int, unrolled: bool = False) -> list[dict]:
     fm = functional(MODELS[name](rngs=nnx.Rngs(0)))
     rng = np.random.default_rng(0)
-    data = (jnp.asarray(rng.random((NUM_TRAIN, 28, 28, 1), np.float32)),
+    data = (jnp.asarray(rng.random((NUM_TRAIN, *IMAGE_SHAPES[name]), np.float32)),
             jnp.asarray(rng.integers(0, 10, NUM_TRAIN), jnp.int32))
     idx = rng.integers(0, NUM_TRAIN, (L, 1, BATCH)).astype(np.int32)
     keys = jax.random.split(jax.random.PRNGKey(1), L)
@@ -141,7 +149,8 @@ def bench_model(name: str, rounds: int, unrolled: bool = False) -> list[dict]:
                          grads_x20_ms=1e3 * grads, ratio=t / sgd,
                          ratio_median=float(np.median(ratios)), ratio_lo=ratio_lo,
                          ratio_hi=ratio_hi,
-                         ratio_vs_loop=t / sgd_loop, ratio_target_met=t / sgd <= 1.05))
+                         ratio_vs_loop=t / sgd_loop, ratio_target_met=t / sgd <= 1.05,
+                         images_per_s=L * BATCH / t))
         if name == "mnistfc":  # the reference's time is mnistfc's
             rows[-1] |= dict(vs_reference=1e3 * t / REFERENCE_MS,
                              grads_vs_reference=1e3 * grads / REFERENCE_MS,
@@ -159,8 +168,8 @@ def main():
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     models = [m.strip() for m in args.models.split(",")]
-    if unknown := [m for m in models if m not in ("mnistfc", "lenet")]:
-        parser.error(f"--models: unknown {unknown}; choose from mnistfc, lenet")
+    if unknown := [m for m in models if m not in IMAGE_SHAPES]:
+        parser.error(f"--models: unknown {unknown}; choose from {', '.join(IMAGE_SHAPES)}")
     pd.set_option("display.width", 250)
     print(f"devices: {jax.devices()}; L = {L}, batch = {BATCH}, min over {args.rounds} rounds")
     rows = [r for m in models for r in bench_model(m, args.rounds, args.unrolled)]

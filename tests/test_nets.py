@@ -116,10 +116,14 @@ def test_max_pool_reshape_falls_back_when_the_window_does_not_divide():
     np.testing.assert_array_equal(max_pool_reshape(x, 3), max_pool(x, 3))
 
 
-@pytest.mark.parametrize("stride, padding", [(1, "VALID"), (2, "VALID"), (1, "SAME")])
+@pytest.mark.parametrize("stride, padding", [
+    (1, "VALID"), (2, "VALID"), (1, "SAME"), (2, "SAME"), (3, ((2, 1), (0, 2))),
+    (1, ((-1, 0), (1, 1))),  # negative padding crops: the fallback
+])
 def test_conv_shifted_matmul_is_lax_conv(stride, padding):
-    """The matmul form (stride 1, VALID) and its fallback (any other case) against XLA's
-    convolution, to float32 rounding: sums of 5 * 5 * 20 = 500 products."""
+    """The matmul form (any stride, zero padding) and its fallback (negative padding) against
+    XLA's convolution, values and both gradients, to float32 rounding: sums of
+    5 * 5 * 20 = 500 products."""
     kx, kw = jax.random.split(jax.random.key(0))
     x, w = jax.random.normal(kx, (3, 12, 12, 20)), jax.random.normal(kw, (5, 5, 20, 7))
     dn = jax.lax.conv_dimension_numbers(x.shape, w.shape, ("NHWC", "HWIO", "NHWC"))
@@ -141,6 +145,8 @@ def test_conv_shifted_matmul_is_lax_conv(stride, padding):
 def test_lenet_rejects_an_unknown_implementation(option):
     with pytest.raises(ValueError, match=f"{option} must be one of"):
         LeNet(**{option: "fft"}, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="conv must be one of"):
+        AllCNN(conv="fft", rngs=nnx.Rngs(0))
 
 
 def test_conv_shifted_matmul_falls_back_for_1d_convolutions():
@@ -154,11 +160,26 @@ def test_conv_shifted_matmul_falls_back_for_1d_convolutions():
 @pytest.mark.parametrize("option, forms", [("pool", ("reshape", "reduce_window")),
                                            ("conv", ("matmul", "xla"))])
 def test_lenet_implementation_choice_does_not_change_the_network(option, forms):
-    x = jax.random.uniform(jax.random.key(0), (8, 28, 28, 1))
-    batch = (x, jnp.arange(8) % 10, jax.random.key(1))
+    check_same_network(lambda form: LeNet(**{option: form}, rngs=nnx.Rngs(0)), forms,
+                       (8, 28, 28, 1))
+
+
+def test_allcnn_convolution_choice_does_not_change_the_network():
+    """Strided, padded 3x3 convolutions and the 1x1 one, as matmuls and as XLA's; the
+    default is the matmul form on the CPU (this suite's backend)."""
+    assert jax.default_backend() != "cpu" or (
+        small_allcnn().convs[0].conv_general_dilated is conv_shifted_matmul)
+    check_same_network(lambda form: small_allcnn(conv=form), ("matmul", "xla"),
+                       (8, 32, 32, 3))
+
+
+def check_same_network(make, forms, shape):
+    """Loss and gradients of ``make(form)`` agree across ``forms`` on one batch."""
+    x = jax.random.uniform(jax.random.key(0), shape)
+    batch = (x, jnp.arange(shape[0]) % 10, jax.random.key(1))
     grads = []
     for form in forms:
-        loss, params = functional_loss(LeNet(**{option: form}, rngs=nnx.Rngs(0)))
+        loss, params = functional_loss(make(form))
         grads.append(jax.jit(jax.value_and_grad(loss))(params, batch))
     (l1, g1), (l2, g2) = grads
     np.testing.assert_allclose(l1, l2, rtol=1e-6)
