@@ -10,6 +10,7 @@ with dropout on), kept in a ``CellStore``.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,11 +34,15 @@ def load_data(limit: int | None, data_dir: Path | None) -> Dataset:
     """Fashion-MNIST (from ``data_dir`` or the Debian package); digits when it is missing
     and no ``data_dir`` was named."""
     try:
-        return load_dataset("fashion-mnist", data_dir, limit=limit)
+        data = load_dataset("fashion-mnist", data_dir, limit=limit)
     except FileNotFoundError:
         if data_dir is not None:
             raise
+        print("deepnets: Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist);"
+              " using scikit-learn's digits instead.", file=sys.stderr)
         return load_dataset("digits", limit=limit)
+    print("deepnets: using Fashion-MNIST.", file=sys.stderr)
+    return data
 
 
 def bn_comparison(result: TrainResult, data: Dataset, config: TrainConfig) -> pd.DataFrame:
