@@ -1,6 +1,6 @@
 """lesample: local-entropy optimisation with the inner loop treated as an MCMC problem.
 
-Conventions (DESIGN.md §1): ``gamma`` is the scope, ``beta`` the inverse temperature,
+Conventions (docs/conventions.md): ``gamma`` is the scope, ``beta`` the inverse temperature,
 ``rho(y; x) ∝ exp(-beta [f(y) + |x - y|^2 / (2 gamma)])`` and
 ``grad f_gamma(x) = (x - E_rho[y]) / gamma``.
 """

@@ -1,4 +1,4 @@
-"""Convergence and accuracy diagnostics for MCMC draws (DESIGN.md §2, §3).
+"""Convergence and accuracy diagnostics for MCMC draws (docs/gaussian.md, docs/samplers.md).
 
 Draws layout: chains on axis 0, draws on axis 1, i.e. ``(chains, draws)`` or
 ``(chains, draws, *event)``, or a pytree whose leaves all have that layout; the event dims of
@@ -9,7 +9,7 @@ all leaves are flattened and concatenated, in ``jax.tree_util.tree_leaves`` orde
 - ESS / R-hat / MCSE: rank-normalized split R-hat and bulk/tail ESS (Vehtari et al. 2021) from
   ``arviz_stats``' NumPy array layer (``arviz_stats.base.array_stats``; the top-level
   ``arviz_stats.ess`` needs xarray and is absent without it).
-- W2 to the analytic Gaussian of §2: the closed form between Gaussians (Bures), exact optimal
+- W2 to the analytic Gaussian: the closed form between Gaussians (Bures), exact optimal
   transport between samples and Gaussian draws (POT network simplex), or the sliced distance
   for large n.
 - ``relative_error`` for the estimate of ``grad f_gamma(x)`` against the closed form, and

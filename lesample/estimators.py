@@ -1,7 +1,7 @@
 """Estimators of ``E_rho[y]`` from one trajectory, streamed inside the sampler's scan.
 
 Each estimator is a frozen (hashable) dataclass with pure ``init(position) -> acc``,
-``update(acc, position) -> acc`` and ``result(acc) -> estimate`` (DESIGN.md §3):
+``update(acc, position) -> acc`` and ``result(acc) -> estimate`` (docs/samplers.md):
 
 - ``TimeAverage``: the uniform average of the iterates (eq. 19);
 - ``ExponentialAverage(alpha)``: ``mu <- alpha mu + (1 - alpha) y``, started at the initial

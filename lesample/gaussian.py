@@ -1,4 +1,4 @@
-"""The analytic Gaussian case (DESIGN.md §2): ground truth for every sampler test.
+"""The analytic Gaussian case (docs/gaussian.md): ground truth for every sampler test.
 
 For ``f(y) = 0.5 (y - c)^T Q (y - c) + f0`` with ``A = Q + I/gamma`` positive definite,
 ``rho(y; x)`` is Gaussian with covariance ``Sigma = A^{-1} / beta`` and mean

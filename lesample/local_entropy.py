@@ -69,7 +69,7 @@ def local_entropy_grad(
     coupling=None,
     **sampler_options,
 ) -> tuple[PyTree, LocalEntropyInfo]:
-    """Estimate ``grad f_gamma(x) = (x - E_rho[y]) / gamma`` by MCMC (DESIGN.md §1, §3).
+    """Estimate ``grad f_gamma(x) = (x - E_rho[y]) / gamma`` by MCMC (docs/samplers.md).
 
     Args:
       loss_fn: ``f(params)``, or ``f(params, batch)`` when ``batches`` is given.

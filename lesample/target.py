@@ -1,6 +1,6 @@
 """The inner target of local entropy, rho(y; x), over any pytree of parameters.
 
-Conventions (DESIGN.md §1): ``gamma`` is the scope, ``beta`` the inverse temperature, and
+Conventions (docs/conventions.md): ``gamma`` is the scope, ``beta`` the inverse temperature, and
 
     H(x, y) = f(y) + |x - y|^2 / (2 gamma),        rho(y; x) ∝ exp(-beta H(x, y)),
 
@@ -100,7 +100,7 @@ def local_entropy_target(
     *,
     coupling=None,
 ) -> LocalEntropyTarget:
-    """Build ``rho(y; x) ∝ exp(-beta [f(y) + |x - y|^2 / (2 gamma)])`` (DESIGN.md §1).
+    """Build ``rho(y; x) ∝ exp(-beta [f(y) + |x - y|^2 / (2 gamma)])`` (docs/conventions.md).
 
     Args:
       loss_fn: ``f(params)`` or ``f(params, batch)`` returning a scalar.
@@ -140,7 +140,7 @@ def rho2_target(
     """The ``rho2`` form: a target over ``z = x - y`` with ``H2(z) = f(x - z) + |z|^2/(2 gamma)``.
 
     The returned ``x`` field is the anchor; draws ``z`` map back by ``y = x - z``, and
-    ``grad f_gamma(x) = E_rho2[grad f(x - z)]`` (DESIGN.md §1).
+    ``grad f_gamma(x) = E_rho2[grad f(x - z)]`` (docs/conventions.md).
     """
     check_finite("x", x)
     shifted = lambda z, *batch: loss_fn(tree.sub(x, z), *batch)  # noqa: E731

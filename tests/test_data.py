@@ -1,4 +1,4 @@
-"""Loaders of the deep benchmarks (DESIGN.md §6): files written here in the real formats read
+"""Loaders of the deep benchmarks (docs/deepnets.md): files written here in the real formats read
 back exactly, bad files rejected with clear errors, GCN + ZCA against their definitions,
 digits, and the real Fashion-MNIST where Debian's package is installed."""
 

@@ -1,4 +1,4 @@
-"""``GaussianCase``: the closed forms of DESIGN.md §2 against their definitions.
+"""``GaussianCase``: the closed forms of docs/gaussian.md against their definitions.
 
 Everything here is float64 NumPy/SciPy. Tolerances are rounding-error bounds (``EPS`` is the
 float64 unit roundoff scaled by the number of flops in the longest sum involved), quadrature

@@ -1,6 +1,6 @@
-"""``local_entropy_grad`` = target + sampler + driver + estimator (DESIGN.md §1, §3).
+"""``local_entropy_grad`` = target + sampler + driver + estimator (docs/samplers.md).
 
-Ground truth is ``GaussianCase`` (DESIGN.md §2). On a quadratic ``H`` every kernel except the
+Ground truth is ``GaussianCase`` (docs/gaussian.md). On a quadratic ``H`` every kernel except the
 Metropolis ones is an affine recursion driven by zero-mean noise, so the exact expectation of
 its estimate is the same recursion run without noise (computed here in float64); Monte Carlo
 error is the standard error over independent chains (``info.chain_estimates``), with a
@@ -192,7 +192,7 @@ def test_each_sampler_estimates_the_gaussian_local_entropy_gradient(sampler):
         else:
             # NUTS/HMC: the num_warmup adaptation transitions (tens of leapfrog steps each)
             # mix a 5-d Gaussian of condition number 10 completely; only the MCSE is budgeted,
-            # as for any converged reference run (DESIGN.md §2).
+            # as for any converged reference run (docs/gaussian.md).
             extra = 0.0
     rel = check_against_truth(g_hat, chain_estimates, expected, CASE.gamma, extra)
     assert np.isfinite(rel)

@@ -1,4 +1,4 @@
-"""Models of the deep benchmarks (DESIGN.md §5): parameter counts derived from the
+"""Models of the deep benchmarks (docs/deepnets.md): parameter counts derived from the
 architectures, max-pool equivalence, the train/eval modes and the pure API."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""``lesample.optim``: the outer loop of local-entropy descent (DESIGN.md §4, paper §7).
+"""``lesample.optim``: the outer loop of local-entropy descent (docs/optimizers.md, paper §7).
 
 Ground truth is closed form: on a quadratic ``f`` the gradient of ``f_gamma`` is linear
-(``GaussianCase``, DESIGN.md §2), so the outer iterates are compared with the float64
+(``GaussianCase``, docs/gaussian.md), so the outer iterates are compared with the float64
 recursion ``x <- x - eta grad f_gamma(x)`` (with Nesterov momentum where used). Tolerances
 are derived in the comments: the inner loop's bias (its contraction factor to the power
 ``L``), Monte Carlo standard errors with a Student-t quantile, and float32 rounding
@@ -69,7 +69,7 @@ def test_hj_follows_closed_form_descent_with_nesterov_and_scoping():
     """HJ (noise-free, last iterate) with Nesterov 0.9, ``eta = gamma_k`` and scoping
     ``gamma_k = gamma_0 (1 - gamma_1)^k`` tracks the float64 recursion
     ``m <- delta m + g_k, x <- x - gamma_k (g_k + delta m)``, ``g_k = M_k (x - c)``,
-    ``M_k = (I + gamma_k Q)^{-1} Q`` (DESIGN.md §2)."""
+    ``M_k = (I + gamma_k Q)^{-1} Q`` (docs/gaussian.md)."""
     dim, num_outer, L, h, delta = 4, 20, 60, 0.15, 0.9
     gamma_0, gamma_1 = 0.5, 0.05
     Q, c = quadratic(dim, 0.5, 4.0, seed=1)

@@ -1,4 +1,4 @@
-"""Stationary laws of the samplers (DESIGN.md §2–3), their bias orders, the fast noise, and the
+"""Stationary laws of the samplers (docs/samplers.md), their bias orders, the fast noise, and the
 driver's layout and divergence handling.
 
 Gaussian ``rho`` with precision ``beta A`` (``A = Q + I/gamma``, condition number 100, d = 2

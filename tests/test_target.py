@@ -1,4 +1,4 @@
-"""``local_entropy_target`` and ``rho2_target`` (DESIGN.md §1) on arrays and pytrees.
+"""``local_entropy_target`` and ``rho2_target`` (docs/conventions.md) on arrays and pytrees.
 
 JAX computes in float32 here; references are float64 NumPy on the same float32 inputs, and
 tolerances are float32 rounding bounds ``k * EPS32 * (size of the terms summed)`` with ``k`` the

@@ -1,4 +1,4 @@
-"""Local-entropy optimisers as optax gradient transformations (DESIGN.md §4, paper §7).
+"""Local-entropy optimisers as optax gradient transformations (docs/optimizers.md, paper §7).
 
 Each factory returns an ``optax.GradientTransformationExtraArgs``. Its ``update`` runs an
 inner loop through a user ``grad_fn(params, key_or_batch)`` (a mini-batch gradient of ``f``
@@ -18,7 +18,7 @@ forwards keyword arguments such as ``key=`` to ``tx.update``; ``grad_fn`` receiv
 ``entropy_sgd``, ``hj`` and ``heat`` (a loop that computes it anyway spends one gradient they
 do not count).
 
-Conventions (DESIGN.md §1): ``gamma`` is the scope (the PDE time; the reference code's
+Conventions (docs/conventions.md): ``gamma`` is the scope (the PDE time; the reference code's
 coupling ``g0`` is ``1/gamma``, accepted as ``coupling=``), ``beta`` the inverse temperature
 (the reference noise ``eps`` is ``beta = eps^-2``), ``grad f_gamma(x) = (x - <y>)/gamma``,
 and the outer step is ``x <- x - eta g``, so the reference ``lr`` is ``eta / gamma`` and
@@ -53,7 +53,7 @@ Defaults (paper §7) against the reference code's flags (``ucla-vision/entropy-s
 Differences from the reference code, for the record: its python ``EntropySGD`` never
 increments its scoping counter ``t`` (so ``g1`` has no effect; ``hamilton-jacobi`` does
 increment it); its noise ``eps / sqrt(0.5 llr)`` added to the gradient is our ``beta =
-eps^-2`` (DESIGN.md §1); ``hamilton-jacobi`` also applies the Nesterov momentum inside the
+eps^-2`` (docs/conventions.md); ``hamilton-jacobi`` also applies the Nesterov momentum inside the
 inner loop (we do not: use ``sampler="baoab"`` for momentum there) and adds no noise-free
 special case for HJB (its ``beta1 = 1e-4`` average is ~ the last iterate, ours is exact).
 

@@ -32,7 +32,7 @@ class OptimState(NamedTuple):
       count: outer steps taken (int32); schedules (``gamma``, ``learning_rate``) are
         evaluated at it.
       num_grads: gradient evaluations (calls of ``grad_fn``, or of ``loss_fn``'s gradient)
-        spent by all updates so far (int32): the cost measure of DESIGN.md §4.
+        spent by all updates so far (int32): the cost measure of docs/optimizers.md.
       momentum: the outer Nesterov buffer, a pytree like ``params`` (None without momentum).
       rng: a raw PRNG key (uint32[2]), seeded by the factory's ``seed``: the source of the
         optimiser's own noise (Langevin noise, HEAT perturbations) in updates driven by
@@ -53,7 +53,7 @@ class OptimState(NamedTuple):
 def scoping(gamma_0: float, gamma_1: float = 1e-3, L: float = 1) -> Schedule:
     """Scoping (paper §7.5): ``gamma_k = gamma_0 (1 - gamma_1)^(k / L)``, an optax schedule.
 
-    ``gamma`` is the scope (DESIGN.md §1), so scoping *decreases* it (the coupling
+    ``gamma`` is the scope (docs/conventions.md), so scoping *decreases* it (the coupling
     ``1/gamma`` grows). The transformations of ``lesample.optim`` evaluate their ``gamma``
     schedule at the outer step count ``n``; the paper's ``k`` counts inner steps and updates
     ``gamma`` when ``k/L`` is an integer, i.e. ``k/L = n``. So ``L = 1`` (the default) is the

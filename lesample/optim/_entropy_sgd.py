@@ -5,7 +5,7 @@ One update, with ``x = params`` and ``gamma = gamma(n)`` at outer step ``n``:
     run L steps of a sampler on rho(y; x) ∝ exp(-beta [f(y) + |x - y|^2 / (2 gamma)]),
         chains started at x, grad_y H(y) = grad_fn(y, b_l) + (y - x) / gamma;
     <y> = the estimator (exponential average, alpha = 0.75) over the steps, mean over chains;
-    g = (x - <y>) / gamma                         (DESIGN.md §1: grad f_gamma(x))
+    g = (x - <y>) / gamma                         (docs/conventions.md: grad f_gamma(x))
     m <- delta m + g;  updates = -eta (g + delta m)   (Nesterov, §7.4; delta = 0 gives -eta g)
 """
 
@@ -53,7 +53,7 @@ def entropy_sgd(
 ) -> optax.GradientTransformationExtraArgs:
     """Entropy-SGD: descent on local entropy ``f_gamma`` with an MCMC inner loop (§7.1).
 
-    Conventions (DESIGN.md §1): ``gamma`` is the scope, ``beta`` the inverse temperature,
+    Conventions (docs/conventions.md): ``gamma`` is the scope, ``beta`` the inverse temperature,
     ``grad f_gamma(x) = (x - E_rho[y]) / gamma``. Defaults are the paper's §7 (see the table in
     ``lesample.optim``): ULA with ``eta' = 0.1``, ``L = 20``, ``alpha = 0.75``, noise
     ``1e-4`` (``beta = 1e8``), Nesterov ``0.9``.

@@ -2,7 +2,7 @@
 
 The inner loop is noise-free (ULA at ``beta = inf``: the ``hj`` kernel), ``L = 5`` steps,
 last iterate; only the mini-batch noise of ``grad_fn`` remains. Two equivalent forms
-(DESIGN.md §1, Lemma 1):
+(docs/conventions.md, Lemma 1):
 
 - ``form="rho"`` (eq. 32-33 with ``beta_ex^-1 = 0``): ``y_0 = x``,
   ``y <- y - h [grad_fn(y, b_l) + (y - x)/gamma]`` for ``l = 0..L-1``, ``g = (x - y_L)/gamma``.

@@ -1,6 +1,6 @@
 """The inner loop of Entropy-SGD and HJ: any core sampler on ``rho(y; x)`` via ``grad_fn``.
 
-``grad_H(y, b) = grad_fn(y, b) + (y - x) / gamma`` (DESIGN.md §1) feeds a kernel built by
+``grad_H(y, b) = grad_fn(y, b) + (y - x) / gamma`` (docs/conventions.md) feeds a kernel built by
 ``lesample.samplers.build_sampler``; ``lesample.samplers.run_chains`` runs it for ``L`` steps
 with the per-step keys or mini-batches passed as its ``batches``; the streaming estimator of
 ``lesample.estimators`` gives ``<y>`` and ``chain_mean`` averages the chains.

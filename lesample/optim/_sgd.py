@@ -1,4 +1,4 @@
-"""SGD, the baseline (paper §8): ``optax.sgd`` plus the gradient count of DESIGN.md §4.
+"""SGD, the baseline (paper §8): ``optax.sgd`` plus the gradient count of docs/optimizers.md.
 
 ``optax.sgd(eta, momentum=0.9, nesterov=True)`` is the same update; this wrapper adds
 ``state.num_grads`` (one gradient per update) so that cost comparisons with Entropy-SGD, HJ

@@ -1,4 +1,4 @@
-"""Training engine of the deep benchmarks (paper §8, DESIGN.md §5).
+"""Training engine of the deep benchmarks (paper §8, docs/deepnets.md).
 
 >>> from lesample.data import load_dataset
 >>> from lesample.train import TrainConfig, fit

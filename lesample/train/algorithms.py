@@ -1,5 +1,5 @@
 """The four algorithms of the deep benchmarks (paper §7-8) with their settings in our
-conventions (DESIGN.md §1), and the learning-rate schedule.
+conventions (docs/conventions.md), and the learning-rate schedule.
 
 | algo | ``L`` | scope ``gamma`` | ``eta`` | inner loop |
 | --- | --- | --- | --- | --- |
@@ -17,7 +17,7 @@ All use Nesterov momentum 0.9 on the outer step (§7.4) and batches of 128.
   2,000 Fashion-MNIST images, 4 effective epochs) gave 22.7-23.3% validation error for every
   ``gamma`` in ``1e-4 .. 1e-7``: what slows HEAT is one outer step per ``L`` gradients.
 - **Outer step.** For local-entropy descent our ``eta`` is the reference ``lr`` times
-  ``gamma`` (DESIGN.md §1), so ``eta = lr_ref * gamma_n`` follows the scope. The reference
+  ``gamma`` (docs/conventions.md), so ``eta = lr_ref * gamma_n`` follows the scope. The reference
   code's inner loop carries Nesterov momentum 0.9; ours is the paper's eq. (32), without
   it, so its displacement ``x - <y>`` is about 10x smaller per gradient. ``lr_ref = 1`` (the
   reference's "lr 1", see ``lesample.optim``) instead of 0.1 gives the same rate per

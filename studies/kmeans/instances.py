@@ -1,4 +1,4 @@
-"""The k-means instances of the study, generated from seeds (DESIGN.md §6).
+"""The k-means instances of the study, generated from seeds (docs/kmeans.md).
 
 - ``unequal``: 2-D, K = 8; four big diffuse clusters (2,200 to 3,000 points, spread 1.0 to
   1.2) and four small tight ones (200 to 400 points, spread 0.3 to 0.4), each tight one

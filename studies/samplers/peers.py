@@ -1,6 +1,6 @@
 """BlackJAX peers on the same targets, in the same layout as our driver's output.
 
-Step sizes are given in our convention (DESIGN.md §1): BlackJAX's SGLD and MALA step on
+Step sizes are given in our convention (docs/conventions.md): BlackJAX's SGLD and MALA step on
 ``log rho = -beta H`` with ``y + eps grad log rho + sqrt(2 eps) xi``, which is our
 ``y - h grad H + sqrt(2h/beta) xi`` at ``eps = h / beta``. NumPyro NUTS is our own
 ``nuts`` sampler (its functional kernel in our jitted scan), so it needs no entry here.
