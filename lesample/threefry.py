@@ -11,14 +11,14 @@ Threefry-2x32 with 20 rounds (Salmon et al. 2011, "Parallel random numbers: as e
 - ``jax.random.bits`` (with the default ``jax_threefry_partitionable``) spends one Threefry
   call, two 32-bit outputs, on each 32-bit word it returns; here each call gives two words.
 
-Together that is 2.3x fewer CPU cycles per word than ``jax.random.bits`` (measured: 181,000
-words 0.27 ms against 0.62 ms). Dropout masks and Rademacher noise draw their bits here.
+Together that is 2.3x fewer CPU cycles per word than ``jax.random.bits`` (docs/results.md).
+Dropout masks and Rademacher noise draw their bits here.
 Keys of other PRNG implementations fall back to ``jax.random.bits``.
 
 ``UNROLLED_THREEFRY`` is JAX's threefry2x32 PRNG with the unrolled rounds for its 32-bit
 words; ``unrolled(key)`` rewraps a threefry key as one. Every ``jax.random`` sampler then
-gives the same numbers, bit for bit (tested), faster: ``jax.random.normal`` for mnistfc's
-1.87M weights 5.3 ms instead of 9.2 ms (``lesample.noise``'s Gaussian draws).
+gives the same numbers, bit for bit (tested), about 1.7x faster on the CPU (``lesample.noise``'s
+Gaussian draws).
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ Defaults (paper §7) against the reference code's flags (``ucla-vision/entropy-s
 | ``momentum = 0.9, nesterov=True`` | ``momentum=0.9, nesterov=True`` | also SGD's |
 | ``noise = "gaussian"`` | ``eta.normal_()`` | ``"rademacher"``: fast signs |
 
-Differences from the reference code, for the record: its python ``EntropySGD`` never
+Differences from the reference code (docs/optimizers.md): its python ``EntropySGD`` never
 increments its scoping counter ``t`` (so ``g1`` has no effect; ``hamilton-jacobi`` does
 increment it); its noise ``eps / sqrt(0.5 llr)`` added to the gradient is our ``beta =
 eps^-2`` (docs/conventions.md); ``hamilton-jacobi`` also applies the Nesterov momentum inside the

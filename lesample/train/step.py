@@ -11,8 +11,8 @@ inside the optimiser's ``lax.scan`` and differentiates the training-mode loss wi
 dropout key ``split(keys[k], L)[l]`` (explicit keys, no hidden RNG state). The optimiser's
 own noise (Langevin, HEAT perturbations) comes from its state's key, which is part of
 ``opt_state``. Several outer steps per call matter for SGD (``L = 1``): on XLA:CPU a call of
-LeNet's one-gradient step costs about 16 ms more than the same step inside a loop (measured:
-20 calls 741 ms, one call of 20 steps 419 ms), so ``fit`` batches about 20 gradients per
+LeNet's one-gradient step costs about 16 ms more than the same step inside a loop
+(``benchmarks/entropy_step.py`` times both forms of SGD), so ``fit`` batches about 20 gradients per
 call whatever ``L`` is.
 
 BatchNorm statistics
@@ -53,8 +53,8 @@ __all__ = ["CPU_COMPILER_OPTIONS", "Chunks", "chunked", "make_evaluate", "make_s
 
 #: XLA options of the step on the CPU. Region-based copy insertion: without it XLA copies,
 #: at every gradient, each weight that the backward pass reads before the weight is updated
-#: in place in the loop (mnistfc: 4 MB per gradient); measured in one process, mnistfc's
-#: Entropy-SGD step 7% faster, SGD's 1.5%. Buffer assignment only: the numbers are the same
+#: in place in the loop (mnistfc: 4 MB per gradient); the gain is in docs/results.md.
+#: Buffer assignment only: the numbers are the same
 #: bit for bit (``tests/test_train.py``).
 CPU_COMPILER_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True}
 
