@@ -183,7 +183,7 @@ def test_missing_files_and_names(tmp_path):
 
 
 def test_fashion_mnist_absent_says_how_to_install(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "FASHION_MNIST_DEBIAN_DIR", tmp_path / "absent")
+    monkeypatch.setattr(data.datasets, "FASHION_MNIST_DEBIAN_DIR", tmp_path / "absent")
     with pytest.raises(FileNotFoundError, match="apt-get install -y dataset-fashion-mnist"):
         load_dataset("fashion-mnist")
 
@@ -302,7 +302,7 @@ def test_load_cifar10_preprocesses_with_gcn_zca_on_the_full_train_set(tmp_path, 
         seen.append((train, test))
         return train.astype(np.float32) + 0.5, test.astype(np.float32) - 0.5
 
-    monkeypatch.setattr(data, "gcn_zca", spy)
+    monkeypatch.setattr(data.datasets, "gcn_zca", spy)
     ds = load_dataset("cifar10", tmp_path, limit=4, verify=False)
     raw = read_cifar10(tmp_path, verify=False)
     np.testing.assert_array_equal(seen[0][0], raw[0])  # fitted on all 15, not the first 4

@@ -1,20 +1,5 @@
-"""Data of the deep benchmarks (DESIGN.md §5-6): MNIST, Fashion-MNIST, CIFAR-10 and digits.
-
-``load_dataset(name, data_dir=None, *, limit=None, verify=True) -> Dataset`` returns NHWC
-``float32`` images and ``int32`` labels:
-
-- ``"mnist"``: ``(N, 28, 28, 1)`` in [0, 1], from the IDX files in ``data_dir``.
-- ``"fashion-mnist"``: the same, from ``data_dir`` or, by default, from where Debian's
-  package ``dataset-fashion-mnist`` installs it (``FASHION_MNIST_DEBIAN_DIR``,
-  ``/usr/share/datasets/fashion-mnist``).
-- ``"cifar10"``: ``(N, 32, 32, 3)``, GCN then ZCA-whitened, from the pickled batches in
-  ``data_dir``.
-- ``"digits"``: ``(N, 28, 28, 1)`` in [0, 1], scikit-learn's bundled ``load_digits``
-  upsampled; nothing to install.
-
-MNIST-like images are the raw intensities divided by 255 (digits: by 16), with no further
-standardization. Sizes: MNIST and Fashion-MNIST 60,000 train / 10,000 test; CIFAR-10 50,000 /
-10,000; digits 1,500 / 297.
+"""File formats of the deep-benchmark data sets: IDX (MNIST, Fashion-MNIST) and the pickled
+CIFAR-10 batches, read with format checks and published checksums; nothing here preprocesses.
 
 Files
 -----
@@ -47,20 +32,6 @@ Errors: a missing file or folder raises ``FileNotFoundError`` saying which files
 a truncated or corrupt file, a wrong magic number, mismatched counts or a checksum mismatch
 raise ``ValueError`` naming the file and the fix.
 
-CIFAR-10 preprocessing
-----------------------
-As the reference code (``ucla-vision/entropy-sgd``, ``process_cifar.py``): global contrast
-normalization of each image (``gcn``: subtract the image's mean over its pixels and channels,
-divide by its standard deviation, ``ddof=1``), then ZCA whitening (``ZCA.fit``) **fitted on
-the training set only** and applied to both sets. The fit uses all 50,000 training images
-whatever ``limit`` is, so a quick run sees the same inputs as a full one (its 3072 x 3072
-eigendecomposition alone takes about 15 s on two CPU cores).
-
-The digits split
-----------------
-scikit-learn's 1,797 8x8 digits (intensities 0..16): the first 1,500 are the training set,
-the last 297 the test set; each image is upsampled to 28x28 by separable linear interpolation
-with pixel centres aligned (``upsample``), deterministic and exact in numpy.
 """
 
 from __future__ import annotations
@@ -73,25 +44,12 @@ import pickle
 import tarfile
 import zlib
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
-__all__ = [
-    "DATASETS",
-    "FASHION_MNIST_DEBIAN_DIR",
-    "Dataset",
-    "load_dataset",
-    "read_idx",
-    "read_cifar10",
-    "gcn",
-    "ZCA",
-    "gcn_zca",
-    "upsample",
-]
+__all__ = ["HOME", "CIFAR10_MD5", "IDX_MD5", "read_cifar10", "read_idx", "read_mnist_like",
+           "required_dir"]
 
-DATASETS = ("mnist", "fashion-mnist", "cifar10", "digits")
-FASHION_MNIST_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 NUM_CLASSES = 10
 
 # MD5 of the uncompressed IDX files of the official releases.
@@ -128,55 +86,12 @@ CIFAR10_MD5 = {
     "test_batch": "40351d587109b95175f43aff81a1287e",
 }
 
-DIGITS_TEST = 297
-
-
-class Dataset(NamedTuple):
-    """A train/test split: NHWC ``float32`` images, ``int32`` labels in ``0..9``."""
-
-    name: str
-    train_images: np.ndarray
-    train_labels: np.ndarray
-    test_images: np.ndarray
-    test_labels: np.ndarray
-
-
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *,
-                 limit: int | None = None, verify: bool = True) -> Dataset:
-    """Load ``name`` (one of ``DATASETS``) as described in the module docstring.
-
-    ``data_dir=None``: Fashion-MNIST from ``FASHION_MNIST_DEBIAN_DIR``, digits from
-    scikit-learn; MNIST and CIFAR-10 need ``data_dir``. ``limit`` keeps the first ``limit``
-    training images (all of them if there are fewer); the test set is never cut.
-    ``verify`` checks the published checksums (module docstring).
-    """
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
-    if limit is not None and limit < 1:
-        raise ValueError(f"limit must be a positive number of training images, got {limit}")
-    if name == "digits":
-        x, y, tx, ty = _digits()
-    elif name == "cifar10":
-        x, y, tx, ty = read_cifar10(_required_dir(name, data_dir), verify=verify)
-        x, tx = gcn_zca(x, tx)
-    else:
-        if data_dir is None and name == "fashion-mnist":
-            data_dir = FASHION_MNIST_DEBIAN_DIR
-            if not data_dir.is_dir():
-                raise FileNotFoundError(
-                    f"Fashion-MNIST is not installed in {data_dir}: install Debian's package "
-                    "(`apt-get update && apt-get install -y dataset-fashion-mnist`) or pass "
-                    "data_dir, a folder with the four IDX files")
-        x, y, tx, ty = _mnist_like(name, _required_dir(name, data_dir), verify)
-        x, tx = (a.astype(np.float32)[..., None] / 255 for a in (x, tx))
-    return Dataset(name, x[:limit], y[:limit].astype(np.int32), tx, ty.astype(np.int32))
-
 
 # ---------------------------------------------------------------------------------------------
 # Files and checksums.
 
 
-def _required_dir(name: str, data_dir) -> Path:
+def required_dir(name: str, data_dir) -> Path:
     if data_dir is None:
         raise ValueError(f"{name} needs data_dir: {_expected_files(name)}")
     path = Path(data_dir)
@@ -258,7 +173,7 @@ def _load_idx(data_dir: Path, stem: str, name: str, verify: bool):
                             f"{name} needs {_expected_files(name)}")
 
 
-def _mnist_like(name: str, data_dir: Path, verify: bool):
+def read_mnist_like(name: str, data_dir: Path, verify: bool):
     """uint8 train images, labels, test images, labels from the IDX files in ``data_dir``."""
     out = []
     for split in ("train", "t10k"):
@@ -363,83 +278,3 @@ def read_cifar10(data_dir: str | os.PathLike, *, verify: bool = True):
     train = batches[:-1]  # data_batch_1..5, in order; test_batch is last
     return (np.concatenate([b[0] for b in train]), np.concatenate([b[1] for b in train]),
             *batches[-1])
-
-
-# ---------------------------------------------------------------------------------------------
-# Preprocessing: global contrast normalization and ZCA whitening.
-
-
-def gcn(images: np.ndarray, eps: float = 1e-8) -> np.ndarray:
-    """Global contrast normalization: each image (the first axis indexes images) minus its
-    mean over all its pixels and channels, divided by their standard deviation (``ddof=1``);
-    an image whose deviation is below ``eps`` (a constant image) is only centred.
-    ``float64``."""
-    x = np.asarray(images, np.float64)
-    axes = tuple(range(1, x.ndim))
-    x = x - x.mean(axis=axes, keepdims=True)
-    std = x.std(axis=axes, ddof=1, keepdims=True)
-    return x / np.where(std < eps, 1.0, std)
-
-
-class ZCA(NamedTuple):
-    """ZCA whitening ``x -> (x - mean) @ matrix``, ``matrix = U (Lambda + eps)^(-1/2) U^T``
-    where ``U Lambda U^T`` is the covariance (``ddof=1``) of the data it was fitted on.
-
-    ``matrix`` is symmetric: of all the whitening transforms it is the one that moves the
-    data least (Bell & Sejnowski). Images are flattened per image (any layout, the same at
-    fit and apply). The reference code adds its regularizer ``1e-5`` to ``sqrt(Lambda)``;
-    here ``eps`` adds to ``Lambda`` (default ``1e-5``, also negligible against the
-    eigenvalues of CIFAR-10 after GCN, except along the constant image that GCN removes).
-    """
-
-    mean: np.ndarray  # (D,)
-    matrix: np.ndarray  # (D, D)
-
-    @classmethod
-    def fit(cls, images: np.ndarray, eps: float = 1e-5) -> ZCA:
-        x = np.asarray(images, np.float64).reshape(len(images), -1)
-        mean = x.mean(axis=0)
-        x = x - mean
-        lam, u = np.linalg.eigh(x.T @ x / (len(x) - 1))
-        return cls(mean, (u / np.sqrt(np.maximum(lam, 0.0) + eps)) @ u.T)
-
-    def apply(self, images: np.ndarray) -> np.ndarray:
-        """Whitened ``images``, same shape, ``float32`` (computed in ``float64``)."""
-        x = np.asarray(images, np.float64).reshape(len(images), -1)
-        return ((x - self.mean) @ self.matrix).astype(np.float32).reshape(np.shape(images))
-
-
-def gcn_zca(train: np.ndarray, test: np.ndarray, eps: float = 1e-5):
-    """GCN on each set, then ZCA fitted on ``train`` alone and applied to both."""
-    train, test = gcn(train), gcn(test)
-    zca = ZCA.fit(train, eps)
-    return zca.apply(train), zca.apply(test)
-
-
-# ---------------------------------------------------------------------------------------------
-# scikit-learn's digits.
-
-
-def upsample(images: np.ndarray, size: int) -> np.ndarray:
-    """Resize square images ``(N, n, n)`` to ``(N, size, size)`` by separable linear
-    interpolation, pixel centres aligned (output pixel ``i`` samples the input at
-    ``(i + 0.5) n / size - 0.5``, clamped to the border pixels). Each output is a convex
-    combination of inputs, so the range is kept."""
-    n = images.shape[-1]
-    pos = np.clip((np.arange(size) + 0.5) * n / size - 0.5, 0, n - 1)
-    lo = np.minimum(np.floor(pos).astype(int), n - 2)
-    frac = pos - lo
-    weights = np.zeros((size, n))
-    weights[np.arange(size), lo] = 1 - frac
-    weights[np.arange(size), lo + 1] = frac
-    return np.einsum("ia,nab,jb->nij", weights, images, weights)
-
-
-def _digits():
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    x = upsample(digits.images / 16.0, 28).astype(np.float32)[..., None]
-    y = digits.target
-    cut = len(x) - DIGITS_TEST
-    return x[:cut], y[:cut], x[cut:], y[cut:]
