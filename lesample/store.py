@@ -9,8 +9,8 @@ cell in progress: run it again and the finished cells are read back instead of r
 Layout of a :class:`CellStore` directory, for each finished cell::
 
     <key>.csv    the cell's table (floats written to round-trip exactly)
-    <key>.json   the cell's parameters and some bookkeeping; written last, so it marks the
-                 cell as finished
+    <key>.json   the cell's parameters, the SHA-256 of ``<key>.csv`` and some bookkeeping;
+                 written last, so it marks the cell as finished
 
 ``key`` is a hash of the cell's JSON with sorted keys: the same parameters give the same
 key in every run and on every machine. Anything that changes the results but is not in the
@@ -18,7 +18,15 @@ cell (a fixed constant changed in the code) is not seen by the key; put a ``"ver
 entry in the cells to invalidate old results deliberately.
 
 Every file is written atomically (temporary file in the same directory, ``fsync``,
-``os.replace``), so a reader never sees half a file. This module does not import JAX.
+``os.replace``), so a reader never sees half a file. A cell is used only if its table's
+SHA-256 matches the one in its marker: a table that was truncated or edited, a marker that
+is not valid JSON or has no checksum (an older version's) makes the cell unfinished, with a
+:class:`CorruptCellWarning` naming the file, and :func:`run_cells` recomputes it.
+
+A study's combined outputs (``results.csv``, ``report.html``, ...) go through
+:func:`publish`: written into a staging directory and moved into place only once all of
+them were written, so a failure leaves the previous results and report together.
+This module does not import JAX.
 """
 
 from __future__ import annotations
@@ -26,10 +34,13 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import hashlib
+import io
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +48,23 @@ import pandas as pd
 
 __all__ = [
     "CellStore",
+    "CorruptCellError",
+    "CorruptCellWarning",
     "atomic_write_bytes",
     "atomic_write_text",
     "cell_key",
+    "publish",
     "run_cells",
     "write_csv",
 ]
+
+
+class CorruptCellError(ValueError):
+    """A stored cell failed its integrity check; the message names the file."""
+
+
+class CorruptCellWarning(UserWarning):
+    """A stored cell failed its integrity check and is treated as not finished."""
 
 
 # --------------------------------------------------------------------------- atomic writes
@@ -110,12 +132,42 @@ def write_csv(df: pd.DataFrame, path: str | os.PathLike, *, index: bool = False)
 _READ_CSV = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
 
 
-def read_csv(path: str | os.PathLike) -> pd.DataFrame:
+def read_csv(path: str | os.PathLike | io.BytesIO) -> pd.DataFrame:
     """Read a CSV written by :func:`write_csv` (an empty file gives an empty frame)."""
     try:
         return pd.read_csv(path, **_READ_CSV)
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
+
+
+@contextlib.contextmanager
+def publish(out_dir: str | os.PathLike, last: str = "report.html") -> Iterator[Path]:
+    """Stage a set of outputs, then move them into ``out_dir`` all together.
+
+    >>> with publish(out_dir) as stage:
+    ...     write_csv(results, stage / "results.csv")
+    ...     write_report(results, stage)          # writes stage / "report.html"
+
+    The block writes into a fresh hidden directory inside ``out_dir``; if it raises, nothing
+    in ``out_dir`` changes (the previous results and report stay, consistent). If it
+    succeeds, every staged file is moved over its namesake (``os.replace``, atomic per
+    file), ``last`` after all the others, so the new report appears only once its data is
+    in place.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=out_dir))
+    try:
+        yield stage
+        files = sorted((p for p in stage.rglob("*") if p.is_file()),
+                       key=lambda p: (p.relative_to(stage) == Path(last), str(p)))
+        for src in files:
+            dst = out_dir / src.relative_to(stage)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dst)
+        _fsync_dir(out_dir)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- cells and keys
@@ -183,41 +235,78 @@ class CellStore:
         k = self.key(cell)
         return self.directory / f"{k}.csv", self.directory / f"{k}.json"
 
+    def _read(self, marker: Path) -> tuple[dict[str, Any], pd.DataFrame]:
+        """``(marker's content, table)`` of a finished cell, after checking the table's
+        SHA-256 against the marker's; :class:`CorruptCellError` naming the file if not."""
+        table = marker.with_suffix(".csv")
+        try:
+            meta = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CorruptCellError(f"cell marker {marker} is unreadable ({exc})") from exc
+        if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
+            raise CorruptCellError(f"cell marker {marker} holds no checksum of {table.name}")
+        data = table.read_bytes()
+        if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+            raise CorruptCellError(
+                f"cell table {table} does not match the SHA-256 in {marker.name} (truncated "
+                f"or edited after it was saved)"
+            )
+        return meta, read_csv(io.BytesIO(data))
+
     def has(self, cell: Mapping[str, Any]) -> bool:
-        """Whether ``cell`` is finished (its table and its marker are both on disk)."""
+        """Whether ``cell`` is finished and intact: its table and its marker are on disk and
+        the table's SHA-256 is the marker's. A corrupt cell gives ``False`` and a
+        :class:`CorruptCellWarning` naming the file."""
         table, marker = self._paths(cell)
-        return marker.is_file() and table.is_file()
+        if not (marker.is_file() and table.is_file()):
+            return False
+        try:
+            self._read(marker)
+        except CorruptCellError as exc:
+            warnings.warn(f"{exc}; the cell will be recomputed", CorruptCellWarning,
+                          stacklevel=2)
+            return False
+        return True
 
     def load(self, cell: Mapping[str, Any]) -> pd.DataFrame:
-        """The table saved for ``cell`` (without the parameter columns); ``KeyError`` if none."""
-        table, _ = self._paths(cell)
-        if not self.has(cell):
+        """The table saved for ``cell`` (without the parameter columns); ``KeyError`` if none,
+        :class:`CorruptCellError` (naming the file) if it fails its checksum."""
+        table, marker = self._paths(cell)
+        if not (marker.is_file() and table.is_file()):
             raise KeyError(f"cell not in {self}: {_canonical_json(cell)}")
-        return read_csv(table)
+        return self._read(marker)[1]
 
     def save(self, cell: Mapping[str, Any], df: pd.DataFrame) -> None:
-        """Save ``df`` as the result of ``cell``, atomically (table first, marker last)."""
+        """Save ``df`` as the result of ``cell``, atomically (table first, marker last, with
+        the table's SHA-256)."""
         if not isinstance(df, pd.DataFrame):
             raise TypeError(f"a cell's result must be a pandas DataFrame, got {type(df).__name__}")
         table, marker = self._paths(cell)
-        write_csv(df, table)
+        data = df.to_csv(index=False).encode("utf-8")
+        atomic_write_bytes(table, data)
         meta = {
             "key": self.key(cell),
             "cell": _plain(cell),
             "rows": len(df),
             "columns": [str(c) for c in df.columns],
+            "sha256": hashlib.sha256(data).hexdigest(),
             "saved": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         }
         atomic_write_text(marker, json.dumps(meta, indent=1, sort_keys=True) + "\n")
 
     def cells(self) -> list[dict[str, Any]]:
-        """The parameters of every finished cell in the directory (in key order)."""
+        """The parameters of every finished, intact cell in the directory (in key order);
+        corrupt ones are left out with a :class:`CorruptCellWarning`."""
         if not self.directory.is_dir():
             return []
         out = []
         for marker in sorted(self.directory.glob("*.json")):
-            if marker.with_suffix(".csv").is_file():
-                out.append(json.loads(marker.read_text(encoding="utf-8"))["cell"])
+            if not marker.with_suffix(".csv").is_file():
+                continue
+            try:
+                out.append(self._read(marker)[0]["cell"])
+            except CorruptCellError as exc:
+                warnings.warn(str(exc), CorruptCellWarning, stacklevel=2)
         return out
 
     def __len__(self) -> int:
@@ -263,6 +352,8 @@ def run_cells(
 
     Cells are run in the order given, and each result is saved the moment ``fn`` returns, so
     an interrupted run resumes where it stopped: finished cells are loaded, not recomputed.
+    A stored cell that fails its checksum is recomputed, with a :class:`CorruptCellWarning`
+    naming its file; it is never used.
     If ``fn`` raises, the exception propagates (with a note naming the cell) and the cells
     finished before it stay saved.
 

@@ -125,3 +125,127 @@ def test_run_cells_checks_its_input(tmp_path):
         run_cells(tmp_path / "b", CELLS[:1], bad, progress=False)
     empty = run_cells(tmp_path / "e", CELLS[:2], lambda c: pd.DataFrame(), progress=False)
     assert empty.empty and list(empty.columns) == ["sampler", "L", "seed"]
+
+
+def test_marker_holds_the_tables_checksum(tmp_path):
+    import hashlib
+
+    store = CellStore(tmp_path)
+    store.save(CELLS[0], result(CELLS[0]))
+    key = store.key(CELLS[0])
+    marker = json.loads((tmp_path / f"{key}.json").read_text())
+    assert marker["sha256"] == hashlib.sha256((tmp_path / f"{key}.csv").read_bytes()).hexdigest()
+
+
+def _ten_rows(cell):
+    return pd.DataFrame({"trial": range(10), "energy": np.linspace(1, 2, 10) / 3})
+
+
+def _truncate(path):  # keep the header and 5 of the 10 rows
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:6]))
+
+
+def _garbage(path):
+    path.write_bytes(b"\x00\xffnot,a\ncsv")
+
+
+def _empty(path):
+    path.write_bytes(b"")
+
+
+@pytest.mark.parametrize("suffix, damage", [
+    (".csv", _truncate), (".csv", _garbage), (".csv", _empty),
+    (".json", _garbage), (".json", _empty),
+    # A marker written before checksums were stored cannot be verified.
+    (".json", lambda p: p.write_text(json.dumps(
+        {k: v for k, v in json.loads(p.read_text()).items() if k != "sha256"}))),
+])
+def test_damaged_cell_is_recomputed_with_a_warning_naming_it(tmp_path, suffix, damage):
+    from lesample.store import CorruptCellError, CorruptCellWarning
+
+    store = CellStore(tmp_path)
+    first = run_cells(store, CELLS, _ten_rows, progress=False)
+    bad = tmp_path / f"{store.key(CELLS[1])}{suffix}"
+    damage(bad)
+    with pytest.raises(CorruptCellError, match=store.key(CELLS[1])):
+        store.load(CELLS[1])
+    with pytest.warns(CorruptCellWarning, match=bad.name):
+        assert store.cells() == [c for c in sorted(CELLS, key=store.key) if c != CELLS[1]]
+
+    calls = []
+    with pytest.warns(CorruptCellWarning, match=bad.name):
+        again = run_cells(store, CELLS, lambda c: calls.append(c) or _ten_rows(c),
+                          progress=False)
+    assert calls == [CELLS[1]]  # only the damaged cell is recomputed, and never used
+    pd.testing.assert_frame_equal(again, first, check_exact=True)
+    assert store.has(CELLS[1])
+
+
+def test_publish_moves_all_outputs_or_none(tmp_path):
+    from lesample.store import publish
+
+    atomic_write_text(tmp_path / "results.csv", "old")
+    atomic_write_text(tmp_path / "report.html", "old")
+    with pytest.raises(RuntimeError, match="report failed"), publish(tmp_path) as stage:
+        atomic_write_text(stage / "results.csv", "new")
+        raise RuntimeError("report failed")
+    # The old results and report stay, together; nothing staged is left behind.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "results.csv"]
+    assert (tmp_path / "results.csv").read_text() == "old"
+
+    moved = []
+    real_replace = os.replace
+
+    def spy(src, dst):
+        moved.append(os.path.basename(dst))
+        real_replace(src, dst)
+
+    with publish(tmp_path) as stage:
+        atomic_write_text(stage / "report.html", "new report")
+        atomic_write_text(stage / "results.csv", "new")
+        atomic_write_text(stage / "sub" / "x.csv", "x")
+        os.replace = spy
+    os.replace = real_replace
+    assert moved[-1] == "report.html"  # the report appears after its data
+    assert (tmp_path / "results.csv").read_text() == "new"
+    assert (tmp_path / "report.html").read_text() == "new report"
+    assert (tmp_path / "sub" / "x.csv").read_text() == "x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "results.csv", "sub"]
+
+
+def test_study_publishes_only_validated_inputs_all_together(tmp_path, monkeypatch):
+    # The k-means study's runner with its computations replaced by cheap fakes.
+    import studies.kmeans as study
+    from lesample.store import CorruptCellWarning
+    from studies.kmeans import cells as kcells
+    from studies.kmeans import report as kreport
+
+    monkeypatch.setattr(kcells, "best_known", lambda *a: pd.DataFrame({"energy": [1.0]}))
+    monkeypatch.setattr(kcells, "run_cell", lambda c: _ten_rows(c).head(c["trials"]))
+    fail = []
+
+    def write_report(results, refs, out_dir, **kw):
+        if fail:
+            raise KeyError("ours (random)")
+        # Every cell reaches the report whole.
+        assert (results.groupby(["instance", "label"]).size() == results["trials"].iloc[0]).all()
+        return atomic_write_text(out_dir / "report.html", f"{len(results)} rows")
+
+    monkeypatch.setattr(kreport, "write_report", write_report)
+    out = tmp_path / "kmeans"
+    assert study.run(out, "quick", False, seeds=10) == out / "report.html"
+    published = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert sorted(published) == ["reference.csv", "report.html", "results.csv"]
+
+    cell = next(p for p in sorted((out / "cells").glob("*.csv")) if len(p.read_text()) > 100)
+    _truncate(cell)
+    with pytest.warns(CorruptCellWarning, match=cell.name):
+        study.run(out, "quick", False, seeds=10)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == published
+
+    # A report that fails on new results leaves the previous results and report, together.
+    fail.append(True)
+    with pytest.raises(KeyError, match="ours"):
+        study.run(out, "quick", False, seeds=5)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == published
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []

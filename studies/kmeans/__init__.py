@@ -55,7 +55,7 @@ def grid(mode: str, seeds: int | None = None) -> tuple[int, int]:
 @register("kmeans", description="Local-entropy k-means against Lloyd and mini-batch k-means "
                                 "over many random starts")
 def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None) -> Path:
-    from lesample.store import run_cells, write_csv
+    from lesample.store import publish, run_cells, write_csv
     from studies.kmeans.cells import best_known, run_cell
     from studies.kmeans.report import write_report
 
@@ -65,11 +65,12 @@ def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None) -
     refs = run_cells(out_dir / "cells", ref_cells,
                      lambda c: best_known(c["instance"], c["instance_seed"], c["restarts"]),
                      progress=progress, desc="kmeans reference")
-    write_csv(refs, out_dir / "reference.csv")
     cells = [dict(kind="trials", instance=i, instance_seed=0, method=m, label=label(m),
                   trials=trials,
                   hyper=HYPER[mode], version=2) for i in INSTANCES for m in methods(mode)]
     results = run_cells(out_dir / "cells", cells, run_cell, progress=progress, desc="kmeans")
-    write_csv(results, out_dir / "results.csv")
-    return write_report(results, refs, out_dir, mode=mode, hyper=HYPER[mode],
-                        restarts=restarts)
+    with publish(out_dir) as stage:  # all outputs or none: never new data under an old report
+        write_csv(refs, stage / "reference.csv")
+        write_csv(results, stage / "results.csv")
+        write_report(results, refs, stage, mode=mode, hyper=HYPER[mode], restarts=restarts)
+    return out_dir / "report.html"

@@ -92,7 +92,7 @@ def grid(mode: str, seeds: int | None = None) -> tuple[dict[str, int], list[int]
 
 @register("samplers", description="Inner-loop samplers: gradient error, W2, ESS against L")
 def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None) -> Path:
-    from lesample.store import run_cells, write_csv
+    from lesample.store import publish, run_cells, write_csv
     from studies.samplers.cells import run_cell
     from studies.samplers.efficiency import efficiency_table
     from studies.samplers.report import write_report
@@ -105,7 +105,6 @@ def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None) -
         for seed in range(num_seeds)
     ]
     results = run_cells(out_dir / "cells", cells, run_cell, progress=progress, desc="samplers")
-    write_csv(results, out_dir / "results.csv")
     quick = mode == "quick"
     # Quick mode times NUTS at 4 chains only: at 64 chains it was no faster per ESS (see a full
     # run's efficiency.csv) and its vectorised adaptation alone takes minutes on a CPU.
@@ -116,5 +115,8 @@ def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None) -
                     lambda c: efficiency_table(c["num_draws"], nuts_draws=c["nuts_draws"],
                                                nuts_chain_counts=tuple(c["nuts_chain_counts"])),
                     progress=progress, desc="efficiency")
-    write_csv(eff, out_dir / "efficiency.csv")
-    return write_report(results, eff, out_dir, mode=mode)
+    with publish(out_dir) as stage:  # all outputs or none: never new data under an old report
+        write_csv(results, stage / "results.csv")
+        write_csv(eff, stage / "efficiency.csv")
+        write_report(results, eff, stage, mode=mode)
+    return out_dir / "report.html"
