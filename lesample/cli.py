@@ -182,20 +182,20 @@ def _run_study(study, out: Path, mode: str, progress: bool, options: dict) -> Pa
 
 
 def _write_index(out: Path) -> Path:
+    from lesample.registry import load_studies
     from lesample.report import discover_reports, write_index
-    from studies.registry import KNOWN_STUDIES
 
-    path = write_index(out, discover_reports(out, order=KNOWN_STUDIES))
+    path = write_index(out, discover_reports(out, order=tuple(load_studies())))
     print(f"wrote {path}", flush=True)
     return path
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from studies.registry import KNOWN_STUDIES, load_studies
+    from lesample.registry import ENTRY_POINT_GROUP, load_studies
 
     studies = load_studies()
     if not studies:
-        print(f"no studies available yet (looked for studies.{{{','.join(KNOWN_STUDIES)}}})")
+        print(f"no studies installed (none in the entry-point group {ENTRY_POINT_GROUP!r})")
         return 0
     width = max(len(n) for n in studies)
     for name, study in studies.items():
@@ -205,7 +205,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from studies.registry import UnknownStudyError, get_study
+    from lesample.registry import UnknownStudyError, get_study
 
     try:
         study = get_study(args.name)
@@ -226,7 +226,7 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from studies.registry import load_studies
+    from lesample.registry import load_studies
 
     studies = load_studies()
     if not studies:

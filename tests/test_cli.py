@@ -1,24 +1,30 @@
 """The ``lesample`` command line: help, exit statuses, listing, and running a (fake) study."""
 
 import sys
+import types
+from importlib.metadata import EntryPoint
 
 import pandas as pd
 import pytest
 
-from lesample import cli
+from lesample import cli, registry
 from lesample.report import Report
 from lesample.store import run_cells
-from studies import registry
+
+
+def use_entry_points(monkeypatch, **studies):
+    """Make ``lesample.registry`` see only the entry points ``name=value`` given."""
+    eps = [EntryPoint(name, value, registry.ENTRY_POINT_GROUP) for name, value in studies.items()]
+    monkeypatch.setattr(registry, "entry_points",
+                        lambda group: [ep for ep in eps if ep.group == group])
 
 
 @pytest.fixture
 def fake_registry(monkeypatch):
-    """An empty registry that imports no real study module; returns the calls made."""
-    monkeypatch.setattr(registry, "_REGISTRY", {})
-    monkeypatch.setattr(registry, "KNOWN_STUDIES", ())
+    """Two studies in a module of their own, found through the ``lesample.studies`` entry
+    points (no real study module is imported); returns the calls made."""
     calls = []
 
-    @registry.register("fake", description="A fake study\n  for the tests.")
     def run(out_dir, mode, progress, *, seeds=2):
         calls.append({"mode": mode, "progress": progress, "seeds": seeds})
         df = run_cells(out_dir / "cells", [{"seed": s} for s in range(seeds)],
@@ -28,10 +34,15 @@ def fake_registry(monkeypatch):
                 .add_table(df, caption="All cells")
                 .write(out_dir / "report.html"))
 
-    @registry.register("broken", description="Always fails")
     def broken(out_dir, mode, progress):
         raise RuntimeError("no data\nsecond line")
 
+    module = types.ModuleType("fake_studies_for_tests")
+    module.FAKE = registry.Study("fake", "A fake study\n  for the tests.", run)
+    module.BROKEN = registry.Study("broken", "Always fails", broken)
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    use_entry_points(monkeypatch, fake=f"{module.__name__}:FAKE",
+                     broken=f"{module.__name__}:BROKEN")
     return calls
 
 
@@ -100,20 +111,41 @@ def test_run_all_continues_past_a_failure(tmp_path, capsys, fake_registry):
 
 
 def test_registry_skips_missing_study_modules_only(tmp_path, monkeypatch):
-    import studies
-
-    monkeypatch.setattr(registry, "_REGISTRY", {})
-    monkeypatch.setattr(registry, "KNOWN_STUDIES", ("no_such_study_xyz",))
-    assert registry.load_studies() == {}  # a study not written yet is simply absent
+    use_entry_points(monkeypatch, no_such_study_xyz="no_such_study_xyz:STUDY")
+    assert registry.load_studies() == {}  # a study whose module is gone is simply absent
 
     # A study that exists but needs a missing package must say so, not vanish.
     (tmp_path / "needs_dep_xyz.py").write_text("import no_such_dependency_xyz\n")
-    monkeypatch.setattr(studies, "__path__", [*studies.__path__, str(tmp_path)])
-    monkeypatch.setattr(registry, "KNOWN_STUDIES", ("needs_dep_xyz",))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    use_entry_points(monkeypatch, needs_dep_xyz="needs_dep_xyz:STUDY")
     with pytest.raises(ModuleNotFoundError, match="no_such_dependency_xyz") as info:
         registry.load_studies()
-    assert "studies.needs_dep_xyz" in " ".join(info.value.__notes__)
-    assert "studies.needs_dep_xyz" not in sys.modules
+    assert "needs_dep_xyz:STUDY" in " ".join(info.value.__notes__)
+    assert "needs_dep_xyz" not in sys.modules
+
+
+def test_registry_finds_the_installed_studies_in_order():
+    """The real entry points of this distribution: the three studies, in their order, each
+    a Study of its own name; ``lesample`` itself never imports ``studies``."""
+    studies = registry.load_studies()
+    assert list(studies)[:3] == ["samplers", "kmeans", "deepnets"]
+    assert all(s.name == n for n, s in studies.items())
+
+
+def test_lesample_does_not_import_studies():
+    import subprocess
+
+    code = ("import sys, lesample, lesample.cli, lesample.registry, lesample.store; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'studies'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_an_entry_point_must_name_a_study(monkeypatch):
+    use_entry_points(monkeypatch, wrong="lesample.registry:Study")
+    with pytest.raises(TypeError, match="must name a lesample.registry.Study called 'wrong'"):
+        registry.load_studies()
 
 
 def test_studies_cache_compiled_programs_on_disk(tmp_path, monkeypatch, fake_registry):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from studies.registry import register
+from lesample.registry import Study
 
 MODELS = ("mnistfc", "lenet")
 ALGOS = ("sgd", "entropy_sgd", "hj", "heat")
@@ -69,8 +69,6 @@ def plan(mode: str, *, seeds=None, model=None, algo=None, epochs=None, round_epo
     return settings, cells
 
 
-@register("deepnets", description="SGD, Entropy-SGD, HJ and HEAT on mnistfc and LeNet "
-          "(Fashion-MNIST): validation error at equal effective epochs (paper Table 1)")
 def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None,
         model: str | None = None, algo: str | None = None, data_dir: Path | None = None,
         epochs: int | None = None, round_epochs: int | None = None,
@@ -85,3 +83,7 @@ def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None,
         cells, data, out_dir, settings["round_epochs"], progress,
         lambda results, bn: write_report(results, bn, out_dir, mode=mode, settings=settings,
                                          dataset=data.name, num_train=len(data.train_images)))
+
+
+STUDY = Study("deepnets", "SGD, Entropy-SGD, HJ and HEAT on mnistfc and LeNet (Fashion-MNIST): "
+              "validation error at equal effective epochs (paper Table 1)", run, order=2)

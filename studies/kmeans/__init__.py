@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from studies.registry import register
+from lesample.registry import Study
 
 INSTANCES = ("unequal", "pair", "groups")
 
@@ -52,8 +52,6 @@ def grid(mode: str, seeds: int | None = None) -> tuple[int, int]:
     return seeds or (10 if quick else 100), 50 if quick else 200
 
 
-@register("kmeans", description="Local-entropy k-means against Lloyd and mini-batch k-means "
-                                "over many random starts")
 def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None) -> Path:
     from lesample.store import publish, run_cells, write_csv
     from studies.kmeans.cells import best_known, run_cell
@@ -74,3 +72,7 @@ def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None) -
         write_csv(results, stage / "results.csv")
         write_report(results, refs, stage, mode=mode, hyper=HYPER[mode], restarts=restarts)
     return out_dir / "report.html"
+
+
+STUDY = Study("kmeans", "Local-entropy k-means against Lloyd and mini-batch k-means "
+              "over many random starts", run, order=1)

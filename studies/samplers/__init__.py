@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from studies.registry import register
+from lesample.registry import Study
 
 REFERENCE = dict(sampler="ula", step_size=0.1, estimator="exponential", L=20)
 
@@ -90,7 +90,6 @@ def grid(mode: str, seeds: int | None = None) -> tuple[dict[str, int], list[int]
     return targets, budgets
 
 
-@register("samplers", description="Inner-loop samplers: gradient error, W2, ESS against L")
 def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None) -> Path:
     from lesample.store import publish, run_cells, write_csv
     from studies.samplers.cells import run_cell
@@ -120,3 +119,6 @@ def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None) -
         write_csv(eff, stage / "efficiency.csv")
         write_report(results, eff, stage, mode=mode)
     return out_dir / "report.html"
+
+
+STUDY = Study("samplers", "Inner-loop samplers: gradient error, W2, ESS against L", run, order=0)
