@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 
 import jax
 import jax.numpy as jnp
@@ -50,6 +49,7 @@ import pandas as pd
 from flax import nnx
 
 from lesample.nets import MODELS, functional
+from lesample.timing import wall_time
 from lesample.train import make_optimizer, make_step
 
 REFERENCE_MS = 496.0  # reference PyTorch Entropy-SGD step, mnistfc, this CPU
@@ -57,12 +57,6 @@ TARGET_FRACTION = 0.45
 L, BATCH, NUM_TRAIN = 20, 128, 60_000
 #: Input image shape (H, W, C) of each model's data set (random data of that shape is timed).
 IMAGE_SHAPES = {"mnistfc": (28, 28, 1), "lenet": (28, 28, 1), "allcnn": (32, 32, 3)}
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    return time.perf_counter() - start
 
 
 def median_interval(x, level: float = 0.95) -> tuple[float, float]:
@@ -131,7 +125,7 @@ def bench_model(name: str, rounds: int, unrolled: bool = False) -> list[dict]:
     for r in range(rounds):
         for k, run in list(runners.items())[::1 if r % 2 == 0 else -1]:
             jax.block_until_ready(run())  # warm, as after the previous step of training
-            times[k].append(_timed(run))
+            times[k].append(wall_time(run))
     sgd_calls, sgd_loop = min(times["sgd_calls"]), min(times["sgd_loop"])
     grads = min(times["grads"])
     sgd = min(sgd_calls, sgd_loop)

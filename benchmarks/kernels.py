@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 import lesample as le
-from studies.samplers.efficiency import best_time, efficiency_table
+from lesample.timing import best_time
+from studies.samplers.efficiency import efficiency_table
 
 
 def overhead(loss_fn, params, batches, L, noise):

@@ -22,7 +22,7 @@ import numpy as np
 from flax import nnx
 
 from lesample.nets import CONVS, POOLS, LeNet, functional_loss
-from studies.samplers.efficiency import best_time
+from lesample.timing import best_time
 
 BATCH = 128
 

@@ -10,8 +10,6 @@ covariance's trace against the truth).
 
 from __future__ import annotations
 
-import time
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,18 +17,8 @@ import pandas as pd
 
 import lesample as le
 from lesample import diagnostics
+from lesample.timing import best_time
 from studies.samplers import peers
-
-
-def best_time(fn, *args, repeats=3):
-    """Minimum wall time of ``fn(*args)`` over ``repeats`` calls, after one warm-up call."""
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def _row(name, draws, seconds, grads, case, x, chains):
