@@ -62,9 +62,12 @@ Left out: ``weight_decay`` (chain ``optax.add_decayed_weights`` before, or add i
 """
 
 from lesample.optim._base import OptimState, scoping
+from lesample.optim._elastic import ReplicaState, elastic_sgd, replica_mean, replicate
 from lesample.optim._entropy_sgd import entropy_sgd
 from lesample.optim._heat import heat
 from lesample.optim._hj import hj
+from lesample.optim._parle import parle
 from lesample.optim._sgd import sgd
 
-__all__ = ["OptimState", "scoping", "entropy_sgd", "hj", "heat", "sgd"]
+__all__ = ["OptimState", "scoping", "entropy_sgd", "hj", "heat", "sgd",
+           "ReplicaState", "elastic_sgd", "parle", "replica_mean", "replicate"]
