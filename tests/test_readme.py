@@ -1,10 +1,10 @@
 """The README's snippets run as written, and the links of the README and docs/ resolve.
 
-Every fenced ```python block of README.md runs in a fresh interpreter (a subprocess, in a
-temporary working directory), and must exit 0. Each block states its own checks as
-``assert`` statements (shapes, counts, R-hat), so a block without one fails here too: a
-snippet that merely runs proves little. A block meant as illustration only is fenced
-```python no-run and is skipped; keep those rare.
+Every fenced ```python block of README.md and of the docs/ pages runs in a fresh
+interpreter (a subprocess, in a temporary working directory), and must exit 0. Each block
+states its own checks as ``assert`` statements (shapes, counts, R-hat), so a block without
+one fails here too: a snippet that merely runs proves little. A block meant as illustration
+only is fenced ```python no-run and is skipped; keep those rare.
 """
 
 from __future__ import annotations
@@ -31,10 +31,14 @@ def code_blocks(text: str) -> list[tuple[int, str, str, str]]:
             for m in FENCE.finditer(text)]
 
 
-def python_blocks() -> list[tuple[int, str]]:
-    """The runnable Python blocks of the README: ``(line, code)``."""
-    return [(line, code) for line, lang, info, code in code_blocks(README.read_text("utf-8"))
+def python_blocks(page: Path) -> list[tuple[int, str]]:
+    """The runnable Python blocks of ``page``: ``(line, code)``."""
+    return [(line, code) for line, lang, info, code in code_blocks(page.read_text("utf-8"))
             if lang == "python" and "no-run" not in info.split()]
+
+
+SNIPPETS = [pytest.param(page, line, code, id=f"{page.name}:{line}")
+            for page in (README, *sorted(DOCS.glob("*.md"))) for line, code in python_blocks(page)]
 
 
 def test_code_blocks_are_found_and_no_run_marks_are_rare():
@@ -57,16 +61,15 @@ def test_ci_finds_the_test_command_in_a_bash_block():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "line,code", [pytest.param(line, code, id=f"line{line}") for line, code in python_blocks()])
-def test_readme_snippet_runs(line, code, tmp_path):
+@pytest.mark.parametrize("page,line,code", SNIPPETS)
+def test_snippet_runs(page, line, code, tmp_path):
     assert re.search(r"^\s*assert ", code, re.M), (
-        f"README.md line {line}: the snippet states no check (add an assert)")
+        f"{page.name} line {line}: the snippet states no check (add an assert)")
     env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, (
-        f"README.md line {line} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+        f"{page.name} line {line} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
 
 
 @pytest.mark.parametrize("page", [README, *sorted(DOCS.glob("*.md"))], ids=lambda p: p.name)
