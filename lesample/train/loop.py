@@ -23,7 +23,6 @@ import dataclasses
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
@@ -37,7 +36,7 @@ from lesample.data import Dataset
 from lesample.nets import MODELS, FunctionalModel, functional
 from lesample.noise import check_noise
 from lesample.train.algorithms import ALGORITHMS, canonical_algorithm, make_optimizer
-from lesample.train.checkpoint import load_checkpoint, save_checkpoint
+from lesample.train.checkpoint import resume_checkpoint, save_checkpoint
 from lesample.train.step import chunked, make_evaluate, make_step, recalibrate
 
 __all__ = ["TrainConfig", "TrainResult", "epoch_indices", "eval_subset", "fit",
@@ -157,8 +156,10 @@ def fit(config: TrainConfig, data: Dataset, *, checkpoint: str | os.PathLike | N
     state = (params, tx.init(params))
     history: list[dict] = []
     start = 0
-    if checkpoint is not None and Path(checkpoint).exists():
-        state, header = load_checkpoint(checkpoint, state)
+    # The newest intact checkpoint; an unreadable one is named in a warning and skipped.
+    resumed = None if checkpoint is None else resume_checkpoint(checkpoint, state)
+    if resumed is not None:
+        state, header = resumed
         if header["config"] != dataclasses.asdict(config):
             raise ValueError(f"checkpoint {checkpoint} belongs to another run: "
                              f"{header['config']} (this run: {dataclasses.asdict(config)}).")
