@@ -5,7 +5,9 @@
    mnistfc (1.87M parameters, batch 128), for exact Gaussian noise and the fast sign noise.
 2. Speed against peers: ESS per second (min bulk ESS over coordinates) of our kernels
    against NumPyro NUTS and BlackJAX (sgld, mala, nuts) on the same Gaussian ``rho``
-   (d = 100, condition number 100); see ``studies/samplers/efficiency.py``.
+   (d = 100, condition number 100); see ``studies/samplers/efficiency.py``. Bias: ``w2``,
+   the exact W2 of 1000 of each sampler's draws to as many exact draws of ``rho``, against
+   ``w2_floor``, the same for an exact sample (a sampler without bias sits at the floor).
 
 Usage: ``python benchmarks/kernels.py [--quick]``.
 """
@@ -90,7 +92,7 @@ def main():
     table = efficiency_table(num_draws=2_000 if args.quick else 10_000,
                              nuts_draws=250 if args.quick else 1_000)
     cols = ["sampler", "chains", "ess_min", "tail_ess_min", "seconds", "ess_per_second",
-            "ess_per_grad", "cov_rel_bias", "best_ours_over_this"]
+            "ess_per_grad", "cov_rel_bias", "w2", "w2_floor", "best_ours_over_this"]
     table = table[cols]
     print(table.to_string(index=False, float_format="%.4g"))
 

@@ -21,3 +21,27 @@ def test_nan_rhat_fails_the_reference_convergence_check(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="not converged.*nan"):
         targets._digits_reference(1.0, 1.0, np.zeros(3), cache)
     assert not cache.exists()
+
+
+def test_kernel_benchmark_rows_give_w2_against_its_monte_carlo_floor():
+    import lesample as le
+    from lesample import diagnostics
+    from studies.samplers import efficiency
+
+    case = le.GaussianCase.from_condition_number(4, 10.0, gamma=1.0, beta=1.0, seed=0)
+    x = case.c + 0.1
+    mean, n = case.mean(x), efficiency.W2_DRAWS
+
+    def row(draws):  # draws (chains, draws, d)
+        return efficiency._row("s", draws, 1.0, 1, case, x, draws.shape[0])
+
+    # An exact sample of the floor's size is the floor's own sample: W2 equal to the floor.
+    exact = diagnostics.gaussian_draws(mean, case.cov, n, seed=1)
+    r = row(exact.reshape(2, n // 2, 4))
+    assert r["w2"] == r["w2_floor"] > 0
+    # Shifted draws: W2 of two empirical measures is at least the distance of their means.
+    shifted = exact + 1.0
+    ref = diagnostics.gaussian_draws(mean, case.cov, n, seed=0)
+    r = row(shifted.reshape(2, n // 2, 4))
+    assert r["w2"] >= np.linalg.norm(shifted.mean(0) - ref.mean(0)) - 1e-9
+    assert r["w2"] > 1.5 * r["w2_floor"]

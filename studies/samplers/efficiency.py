@@ -5,7 +5,9 @@ the unadjusted kernels), compiled once and timed on a second call of its jitted 
 (NumPyro and BlackJAX) adapts first, untimed; the timed call samples from the adapted state.
 ESS is the minimum bulk ESS over coordinates (arviz-stats). BAOAB is exact on Gaussians, so
 its bias is zero; ULA's is measured (``cov_rel_bias``: the relative error of the sample
-covariance's trace against the truth).
+covariance's trace against the truth), and every sampler's ``w2``: the exact empirical W2 of
+``W2_DRAWS`` draws spread over all chains to as many exact draws of ``rho``, printed next to
+``w2_floor``, the same distance for an exact sample of that size (its Monte Carlo floor).
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from lesample import diagnostics
 from lesample.timing import best_time
 from studies.samplers import peers
 
+#: Draws (pooled over chains, evenly spaced) compared with exact draws of rho by exact W2.
+W2_DRAWS = 1_000
+
 
 def _row(name, draws, seconds, grads, case, x, chains):
     draws = np.asarray(draws, np.float64)
@@ -33,7 +38,18 @@ def _row(name, draws, seconds, grads, case, x, chains):
         ess_per_second=float(ess.min()) / seconds, ess_per_grad=float(ess.min()) / grads,
         cov_rel_bias=trace_cov / np.trace(case.cov) - 1.0,
         mean_err_sd=float(np.max(np.abs(flat.mean(0) - case.mean(x)) / np.sqrt(np.diag(case.cov)))),
+        **_w2_columns(flat, case.mean(x), case.cov),
     )
+
+
+def _w2_columns(flat, mean, cov):
+    """``w2`` of draws ``flat`` (n, d) to N(mean, cov) and ``w2_floor``, that of an exact
+    sample of the same size (``W2_DRAWS`` rows, evenly spaced, at most)."""
+    n = min(W2_DRAWS, len(flat))
+    sub = flat[np.linspace(0, len(flat) - 1, n).astype(int)]
+    exact = diagnostics.gaussian_draws(mean, cov, n, seed=1)
+    return dict(w2=diagnostics.empirical_w2(sub, mean, cov, seed=0),
+                w2_floor=diagnostics.empirical_w2(exact, mean, cov, seed=0))
 
 
 def _driver_row(name, algorithm, position, num_draws, chains, case, x, repeats, stacked=False):
