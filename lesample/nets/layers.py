@@ -33,9 +33,8 @@ class Dropout(nnx.Module):
     kept units are scaled by ``2^16 / t``, the exact inverse of the keep probability, so the
     layer is unbiased. The rate is ``rate`` to within 2^-17 (0.2 gives 0.199997; 0.25 and
     0.5 are exact). Each random 32-bit word (``lesample.threefry.random_words``: 2.3x cheaper
-    per word than ``jax.random.bits`` on the CPU) makes two masks. Dropout costs about 5% of
-    an mnistfc gradient on the CPU (20 gradients: 190 ms, 179 ms with rate 0; measured), down
-    from 16% with the bits of ``jax.random.bits`` unpacked in interleaved pairs.
+    per word than ``jax.random.bits`` on the CPU) makes two masks, so dropout costs a small
+    fraction of an mnistfc gradient on the CPU.
     """
 
     def __init__(self, rate: float):
@@ -90,9 +89,8 @@ def conv_shifted_matmul(inputs, kernel, window_strides, padding, *, lhs_dilation
     "VALID", "SAME" or non-negative pairs; no dilation or groups) as one matmul over the
     ``kh * kw`` shifted, strided slices of the zero-padded input (im2col by slicing); any
     other case goes to ``lax.conv_general_dilated``. Same result up to rounding. On XLA:CPU,
-    where XLA's convolution gradients run far slower inside a loop: LeNet's gradient step
-    1.5-2x faster (``benchmarks/maxpool.py``), All-CNN's in a ``lax.scan`` 26 s -> 0.52 s per
-    gradient of 32 images (measured). A drop-in for ``nnx.Conv(conv_general_dilated=...)``."""
+    where XLA's convolution gradients run far slower inside a loop, it makes LeNet's and
+    All-CNN's gradients much faster (``benchmarks/maxpool.py``, docs/results.md). A drop-in for ``nnx.Conv(conv_general_dilated=...)``."""
     plain = (kernel.ndim == 4 and inputs.ndim == 4
              and lhs_dilation in (None, (1, 1)) and rhs_dilation in (None, (1, 1))
              and feature_group_count == 1

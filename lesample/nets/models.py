@@ -127,8 +127,8 @@ class AllCNN(nnx.Module):
     the mean-pool averages a 10 x 8 x 8 map. 1,667,166 parameters (the paper: 1.67 million).
 
     ``conv`` picks the convolutions (as ``LeNet``'s): None (default) is ``"matmul"`` on the CPU,
-    where XLA's convolution gradients inside a ``lax.scan`` ran 50x slower (26 s against
-    0.52 s per gradient of 32 images, measured), and ``"xla"`` elsewhere (cuDNN on a GPU;
+    where XLA's convolution gradients inside a ``lax.scan`` run about 50x slower
+    (docs/results.md), and ``"xla"`` elsewhere (cuDNN on a GPU;
     the matmul form materialises 9x its input per 3x3 convolution). Same parameters and,
     up to rounding, the same network either way.
     """
