@@ -90,7 +90,8 @@ def conv_shifted_matmul(inputs, kernel, window_strides, padding, *, lhs_dilation
     ``kh * kw`` shifted, strided slices of the zero-padded input (im2col by slicing); any
     other case goes to ``lax.conv_general_dilated``. Same result up to rounding. On XLA:CPU,
     where XLA's convolution gradients run far slower inside a loop, it makes LeNet's and
-    All-CNN's gradients much faster (``benchmarks/maxpool.py``, docs/results.md). A drop-in for ``nnx.Conv(conv_general_dilated=...)``."""
+    All-CNN's gradients much faster (``benchmarks/maxpool.py``, docs/results.md). A drop-in
+    for ``nnx.Conv(conv_general_dilated=...)``."""
     plain = (kernel.ndim == 4 and inputs.ndim == 4
              and lhs_dilation in (None, (1, 1)) and rhs_dilation in (None, (1, 1))
              and feature_group_count == 1
