@@ -15,22 +15,47 @@ backend itself; importing this package does not change the backend (a notebook k
 inline plots).
 """
 
-from lesample.report.index import ReportEntry, discover_reports, read_report_info, write_index
+from lesample.report.index import (
+    ReportEntry,
+    ReportInfo,
+    discover_reports,
+    read_report_info,
+    write_index,
+)
 from lesample.report.markup import escape, inline, markdown
 from lesample.report.page import Report, figure_to_png, subplots
-from lesample.report.tables import format_number, html_table
+from lesample.report.plots import layout_problems, robust_boxplot
+from lesample.report.stats import (
+    NO_INTERVAL,
+    Interval,
+    decide,
+    difference_interval,
+    mean_interval,
+    t_halfwidth,
+)
+from lesample.report.tables import column_format, format_number, html_table
 
 __all__ = [
+    "NO_INTERVAL",
+    "Interval",
     "Report",
     "ReportEntry",
+    "ReportInfo",
+    "column_format",
+    "decide",
+    "difference_interval",
     "discover_reports",
     "escape",
     "figure_to_png",
     "format_number",
     "html_table",
     "inline",
+    "layout_problems",
     "markdown",
+    "mean_interval",
     "read_report_info",
+    "robust_boxplot",
     "subplots",
+    "t_halfwidth",
     "write_index",
 ]

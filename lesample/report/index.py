@@ -12,17 +12,30 @@ from typing import NamedTuple
 from lesample.report.markup import escape, inline, markdown, page
 from lesample.store import atomic_write_text
 
-__all__ = ["ReportEntry", "discover_reports", "read_report_info", "write_index"]
+__all__ = ["ReportEntry", "ReportInfo", "discover_reports", "read_report_info", "write_index"]
+
+
+class ReportInfo(NamedTuple):
+    """What a report page's ``<head>`` says about it (see :class:`~lesample.report.Report`)."""
+
+    title: str
+    summary: str
+    generated: str  #: ISO 8601, or ``""``
+    mode: str = ""  #: the study's mode (``quick``, ``full``), or ``""``
+    headlines: tuple[str, ...] = ()  #: its headline findings (inline Markdown)
 
 
 class ReportEntry(NamedTuple):
-    """One line of the index: the report's title, its link relative to the index, a summary
-    (one line) and when it was generated (ISO 8601, or ``""``)."""
+    """One entry of the index: the report's title, its link relative to the index, a summary
+    (one line), when it was generated (ISO 8601, or ``""``), its mode and its headline
+    findings (inline Markdown)."""
 
     title: str
     href: str
     summary: str = ""
     generated: str = ""
+    mode: str = ""
+    headlines: tuple[str, ...] = ()
 
 
 class _HeadReader(HTMLParser):
@@ -30,6 +43,7 @@ class _HeadReader(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.title = ""
         self.meta: dict[str, str] = {}
+        self.headlines: list[str] = []
         self._in_title = False
 
     def handle_starttag(self, tag, attrs):
@@ -37,7 +51,9 @@ class _HeadReader(HTMLParser):
             self._in_title = True
         elif tag == "meta":
             a = dict(attrs)
-            if a.get("name") is not None and a.get("content") is not None:
+            if a.get("name") == "lesample:headline" and a.get("content") is not None:
+                self.headlines.append(a["content"])
+            elif a.get("name") is not None and a.get("content") is not None:
                 self.meta[a["name"]] = a["content"]
 
     def handle_endtag(self, tag):
@@ -49,33 +65,42 @@ class _HeadReader(HTMLParser):
             self.title += data
 
 
-def read_report_info(path: str | os.PathLike) -> tuple[str, str, str]:
-    """``(title, summary, generated)`` from a report page's ``<head>``."""
+def read_report_info(path: str | os.PathLike) -> ReportInfo:
+    """Title, summary, generation time, mode and headlines from a report page's ``<head>``."""
     text = Path(path).read_text(encoding="utf-8", errors="replace")
     end = text.find("</head>")
     reader = _HeadReader()
     reader.feed(text if end < 0 else text[:end])
-    return (
+    return ReportInfo(
         " ".join(reader.title.split()),
         reader.meta.get("description", ""),
         reader.meta.get("lesample:generated", ""),
+        reader.meta.get("lesample:mode", ""),
+        tuple(reader.headlines),
     )
 
 
 def discover_reports(
     out_dir: str | os.PathLike, order: Sequence[str] = ()
 ) -> list[ReportEntry]:
-    """Every ``out_dir/*/report.html`` as an index entry (title and summary read from the
-    page). Directories named in ``order`` come first, in that order; the rest by name."""
+    """Every ``out_dir/*/report.html`` as an index entry (read from the page's head).
+    Directories named in ``order`` come first, in that order, each followed by its variants
+    (``samplers``, then ``samplers-full``); the rest by name."""
     out_dir = Path(out_dir)
     pages = sorted(out_dir.glob("*/report.html")) if out_dir.is_dir() else []
     rank = {name: i for i, name in enumerate(order)}
-    pages.sort(key=lambda p: (rank.get(p.parent.name, len(rank)), p.parent.name))
+
+    def key(p: Path) -> tuple[int, str]:
+        name = p.parent.name
+        return rank.get(name, rank.get(name.split("-")[0], len(rank))), name
+
+    pages.sort(key=key)
     entries = []
     for p in pages:
-        title, summary, generated = read_report_info(p)
+        info = read_report_info(p)
         href = p.relative_to(out_dir).as_posix()
-        entries.append(ReportEntry(title or p.parent.name, href, summary, generated))
+        entries.append(ReportEntry(info.title or p.parent.name, href, info.summary,
+                                   info.generated, info.mode, info.headlines))
     return entries
 
 
@@ -97,7 +122,9 @@ def write_index(
     """Write ``out_dir/index.html`` linking every study report; return its path.
 
     ``studies``: ``(title, relative_href, one-line summary)`` tuples (or
-    :class:`ReportEntry`); ``None`` discovers them with :func:`discover_reports`.
+    :class:`ReportEntry`); ``None`` discovers them with :func:`discover_reports`. Each entry
+    shows its mode beside the title (two runs of one study differ there) and its headline
+    findings under the summary.
     """
     out_dir = Path(out_dir)
     entries = [ReportEntry(*s) for s in (discover_reports(out_dir) if studies is None else studies)]
@@ -105,10 +132,14 @@ def write_index(
         items = []
         for e in entries:
             when = _when(e.generated) if e.generated else ""
+            mode = (f' <span class="mode {escape(e.mode)}">{escape(e.mode)}</span>'
+                    if e.mode else "")
+            headlines = "".join(f"<li>{inline(h)}</li>" for h in e.headlines)
             items.append(
-                f'<li><a href="{escape(e.href)}">{inline(e.title)}</a>'
+                f'<li><a href="{escape(e.href)}">{inline(e.title)}</a>{mode}'
                 + (f"<br>{inline(e.summary)}" if e.summary else "")
-                + (f'<br><span class="note">generated {escape(when)}</span>' if when else "")
+                + (f'<ul class="headlines">{headlines}</ul>' if headlines else "")
+                + (f'<span class="note">generated {escape(when)}</span>' if when else "")
                 + "</li>"
             )
         listing = '<ul class="studies">\n' + "\n".join(items) + "\n</ul>"

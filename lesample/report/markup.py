@@ -118,16 +118,24 @@ figcaption { color: var(--muted); font-size: .9rem; margin: .35rem 0; }
 figure.table figcaption { margin: 0 0 .35rem; }
 figure.plot img { display: block; max-width: 100%; height: auto; }
 table { border-collapse: collapse; font-size: .875rem; font-variant-numeric: tabular-nums; }
-th, td { padding: .28rem .65rem; border-bottom: 1px solid var(--line); text-align: left;
+th, td { padding: .28rem .55rem; border-bottom: 1px solid var(--line); text-align: left;
          vertical-align: top; white-space: nowrap; }
-thead th { border-bottom: 2px solid var(--fg); font-weight: 600; }
+thead th { border-bottom: 2px solid var(--fg); font-weight: 600; white-space: normal;
+           vertical-align: bottom; }
 tbody tr:nth-child(even) { background: var(--zebra); }
 td.num, th.num { text-align: right; }
+td:not(.num) { white-space: normal; min-width: 4rem; }
 td.na { color: var(--muted); }
 .note { color: var(--muted); font-size: .85rem; }
 ul.studies { list-style: none; padding: 0; }
-ul.studies li { padding: .7rem 0; border-bottom: 1px solid var(--line); }
-ul.studies a { font-size: 1.1rem; font-weight: 600; }
+ul.studies > li { padding: .7rem 0; border-bottom: 1px solid var(--line); }
+ul.studies > li > a { font-size: 1.1rem; font-weight: 600; }
+ul.headlines { margin: .35rem 0 .2rem; padding-left: 1.3rem; font-size: .925rem; }
+ul.headlines li { margin: .15rem 0; }
+.mode { display: inline-block; margin-left: .5rem; padding: 0 .45rem; border-radius: 3px;
+        font-size: .8rem; font-weight: 600; vertical-align: .15rem; color: #fff;
+        background: var(--accent); }
+.mode.full { background: var(--find-line); }
 footer { margin-top: 3rem; color: var(--muted); font-size: .8rem;
          border-top: 1px solid var(--line); padding-top: .6rem; }
 @media print { body { max-width: none; } figure { break-inside: avoid; } }

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lesample.report import Report, subplots
+from lesample.report import NO_INTERVAL, Report, decide, difference_interval, subplots
 from lesample.store import write_csv
 
 ALGO_ORDER = ["entropy_sgd", "heat", "hj", "sgd"]  # the column order of paper Table 1
@@ -45,9 +45,9 @@ def final_table(df: pd.DataFrame) -> pd.DataFrame:
 
 def table1(final: pd.DataFrame) -> pd.DataFrame:
     """Paper Table 1 layout: one row per model, ``mean ± std @ effective epochs``."""
-    cell = final.apply(lambda r: f"{r.val_error_mean:.2f} ± "
-                       f"{0 if np.isnan(r.val_error_std) else r.val_error_std:.2f} "
-                       f"@ {r.effective_epochs:.1f}", axis=1)
+    cell = final.apply(lambda r: f"{r.val_error_mean:.2f}"
+                       + (f" ± {r.val_error_std:.2f}" if np.isfinite(r.val_error_std) else "")
+                       + f" @ {r.effective_epochs:.1f}", axis=1)
     wide = final.assign(cell=cell).pivot(index="model", columns="algo", values="cell")
     wide = wide[[a for a in ALGO_ORDER if a in wide.columns]]
     return wide.rename(columns=LABEL)
@@ -89,7 +89,51 @@ def timing_table(results: pd.DataFrame, settings: dict) -> pd.DataFrame:
     return out
 
 
-def findings(final, hits_summary) -> list[str]:
+def _pm(mean: float, sd: float) -> str:
+    """``mean ± sd`` (%), or the mean alone when there is no spread to show (one seed)."""
+    return f"{mean:.2f} ± {sd:.2f}%" if np.isfinite(sd) else f"{mean:.2f}%"
+
+
+def claim_verdict(errors: pd.DataFrame, hits: pd.DataFrame, model: str, algo: str
+                  ) -> tuple[str, str]:
+    """``(verdict, evidence)`` on the paper's claim that ``algo`` matches or beats SGD's
+    final validation error in fewer effective epochs.
+
+    ``errors``: final validation error per model x algo x seed; ``hits``: effective epochs
+    to SGD's final error per seed (:func:`epochs_to_sgd`). The verdict is "agrees with" when
+    the 95% Welch intervals of both differences (error, epochs; ``algo`` minus SGD) lie below
+    0, "does not agree with" when either lies above 0, and ``"not resolved"`` otherwise, or
+    with one seed (no interval). A seed that never reaches SGD's error leaves the epochs
+    comparison unresolved."""
+    def seeds(df, col, a):
+        return df[(df.model == model) & (df.algo == a)][col].to_numpy(dtype=float)
+
+    err_a, err_s = seeds(errors, "val_error", algo), seeds(errors, "val_error", "sgd")
+    if min(err_a.size, err_s.size) < 2:
+        return "not resolved", NO_INTERVAL
+    err = difference_interval(100 * err_a, 100 * err_s)
+    ep_a, ep_s = seeds(hits, "epochs_to_sgd", algo), seeds(hits, "epochs_to_sgd", "sgd")
+    reached_all = np.isfinite(ep_a).all() and np.isfinite(ep_s).all()
+    ep = difference_interval(ep_a, ep_s) if reached_all else None
+    err_side = decide(err.lo, err.hi, 0)
+    ep_side = decide(ep.lo, ep.hi, 0) if ep is not None else None
+    if "above" in (err_side, ep_side):
+        verdict = "does not agree with"
+    elif err_side == ep_side == "below":
+        verdict = "agrees with"
+    else:
+        verdict = "not resolved"
+    epochs = ("a seed never reaches it" if ep is None else
+              f"epochs {ep.estimate:+.1f} [{ep.lo:+.1f}, {ep.hi:+.1f}]")
+    evidence = (f"differences from SGD with 95% intervals, {err_a.size} and {err_s.size} "
+                f"seeds: error {err.estimate:+.2f} [{err.lo:+.2f}, {err.hi:+.2f}] points, "
+                f"{epochs}")
+    return verdict, evidence
+
+
+def findings(final, hits_summary, errors: pd.DataFrame, hits: pd.DataFrame) -> list[str]:
+    """Per model, Entropy-SGD's and HJ's final error and epochs to SGD's final error against
+    SGD's, with a verdict on the paper's claim only where the intervals resolve it."""
     lines = []
     for model in final.model.unique():
         f = final[final.model == model].set_index("algo")
@@ -104,19 +148,17 @@ def findings(final, hits_summary) -> list[str]:
             h_sgd = hits_summary[(hits_summary.model == model) & (hits_summary.algo == "sgd")]
             e_algo = h.epochs_to_sgd_mean.iloc[0] if len(h) else np.nan
             e_sgd = h_sgd.epochs_to_sgd_mean.iloc[0] if len(h_sgd) else np.nan
-            matched = a.val_error_mean <= s.val_error_mean + (s.val_error_std
-                                                              if np.isfinite(s.val_error_std)
-                                                              else 0)
-            faster = np.isfinite(e_algo) and np.isfinite(e_sgd) and e_algo < e_sgd
-            verdict = ("agrees with" if matched and faster else "does not agree with")
+            verdict, evidence = claim_verdict(errors, hits, model, algo)
+            claim = "the paper's claim (matches or beats SGD's error in fewer effective epochs)"
+            conclusion = (f"No verdict on {claim}: not resolved ({evidence})."
+                          if verdict == "not resolved" else
+                          f"This {verdict} {claim} ({evidence}).")
             lines.append(
-                f"**{model}, {LABEL[algo]}**: {a.val_error_mean:.2f} ± "
-                f"{np.nan_to_num(a.val_error_std):.2f}% against SGD's {s.val_error_mean:.2f} ± "
-                f"{np.nan_to_num(s.val_error_std):.2f}% at {s.effective_epochs:.0f} effective "
-                f"epochs; it reaches SGD's final error "
+                f"**{model}, {LABEL[algo]}**: {_pm(a.val_error_mean, a.val_error_std)} "
+                f"against SGD's {_pm(s.val_error_mean, s.val_error_std)} at "
+                f"{s.effective_epochs:.0f} effective epochs; it reaches SGD's final error "
                 f"{'never' if not np.isfinite(e_algo) else f'after {e_algo:.1f} effective epochs'}"
-                f" (SGD: {e_sgd:.1f}). This {verdict} the paper's claim (matches or beats "
-                "SGD's error in fewer effective epochs).")
+                f" (SGD: {e_sgd:.1f}). {conclusion}")
     return lines
 
 
@@ -133,7 +175,8 @@ def curves(df: pd.DataFrame, model: str):
                 yscale="log", title=f"{model}: training loss")
     axes[1].set(xlabel="effective epochs", ylabel="validation error (%)",
                 title=f"{model}: validation error")
-    axes[1].legend()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right center",
+               frameon=False)
     return fig
 
 
@@ -168,12 +211,15 @@ def write_report(results: pd.DataFrame, bn: pd.DataFrame, out_dir: Path, *, mode
             f"{', '.join(sorted(set(results.noise)))}. Training time spent: "
             f"{total_s / 60:.1f} min."
         ),
+        details={"mode": mode, "cells": cells, "seeds": results.seed.nunique()},
     )
-    rep.add_findings(findings(final, hits_summary)
+    errors = df[df.epoch == df.groupby("model").epoch.transform("max")]
+    rep.add_findings(findings(final, hits_summary, errors, hits)
                      or ["No SGD baseline in this run: nothing to compare against."])
     rep.add_heading("Validation error (%) @ effective epochs (Table 1 layout)")
     rep.add_table(table1(final).reset_index(), caption="Mean ± std over seeds of the final "
-                  "validation error, at the effective epochs reached.")
+                  "validation error (the mean alone with one seed), at the effective epochs "
+                  "reached.")
     rep.add_table(PAPER.rename(columns=LABEL).reset_index(),
                   caption="Paper Table 1 (MNIST, not Fashion-MNIST; 6 seeds, full budgets), "
                   "for the layout; the numbers are not comparable with Fashion-MNIST.")

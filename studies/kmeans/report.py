@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from lesample.report import Report, subplots
+from lesample.report import Report, robust_boxplot, subplots
 from studies.kmeans.instances import make_instance
 
 RTOL = 1e-4
@@ -71,17 +70,28 @@ def equal_time(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def _figure(results: pd.DataFrame, refs: pd.DataFrame):
+    """Box plots of the final energy over the best known, one panel per instance (three
+    per row), on a linear axis ranged by the boxes: values beyond are marked at the edge."""
+    from matplotlib.ticker import MaxNLocator
+
     best = refs.groupby("instance").energy.min()
     instances = list(dict.fromkeys(results.instance))
-    fig, axes = subplots(1, len(instances), figsize=(4.2 * len(instances), 3.6))
-    for ax, inst in zip(np.atleast_1d(axes), instances, strict=True):
+    ncols = min(3, len(instances))
+    nrows = -(-len(instances) // ncols)
+    methods = [list(dict.fromkeys(results[results.instance == i].label)) for i in instances]
+    same_methods = all(m == methods[0] for m in methods)
+    fig, axes = subplots(nrows, ncols, figsize=(3.4 * ncols + 1.4, (0.32 * max(map(
+        len, methods)) + 1.1) * nrows), squeeze=False)
+    for k, (ax, inst, labels) in enumerate(zip(axes.flat, instances, methods, strict=False)):
         d = results[results.instance == inst]
-        labels = list(dict.fromkeys(d.label))
-        ax.boxplot([d[d.label == m].energy / best[inst] for m in labels], vert=False)
-        ax.set_yticks(range(1, len(labels) + 1), labels, fontsize=7)
-        ax.set_xscale("log")
+        robust_boxplot(ax, [d[d.label == m].energy / best[inst] for m in labels], labels)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]))
+        if same_methods and k % ncols:
+            ax.tick_params(labelleft=False)  # the row's first panel names the methods
         ax.set_title(inst)
         ax.set_xlabel("final energy / best known")
+    for ax in axes.flat[len(instances):]:
+        ax.set_visible(False)
     return fig
 
 
@@ -169,7 +179,10 @@ def write_report(results: pd.DataFrame, refs: pd.DataFrame, out_dir: Path, *, mo
                   float_format={"pct_wrong_group": ".0f", "pct_within_group": ".0f",
                                 "pct_covered": ".0f", "mean_misallocated": ".2f"})
     rep.add_figure(_figure(results, refs), caption="Final energies relative to the best "
-                                                   "known, per method (log scale).")
+                   "known, per method: boxes span the quartiles, whiskers reach the furthest "
+                   "trial within 1.5 interquartile ranges, circles are trials beyond; the "
+                   "axis covers the whiskers, and trials beyond it are red triangles at the "
+                   "edge labelled with the most extreme value (and their count).")
     rep.add_text("Data: [results.csv](results.csv) (one row per trial), "
                  "[reference.csv](reference.csv).")
     return rep.write(out_dir / "report.html")
