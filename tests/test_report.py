@@ -520,7 +520,15 @@ def test_sampler_l20_verdict_only_where_the_intervals_resolve_it():
 
 
 def test_intervals():
-    from lesample.report import decide, difference_interval, mean_interval, t_halfwidth
+    from scipy import stats
+
+    from lesample.report import (
+        binomial_interval,
+        decide,
+        difference_interval,
+        mean_interval,
+        t_halfwidth,
+    )
 
     assert np.isnan(t_halfwidth(1.0, 1))
     # t_{0.975, 1} = 12.706: the half-width of two values one apart (sd 1/sqrt 2).
@@ -530,9 +538,17 @@ def test_intervals():
     assert not mean_interval([3.0]).resolved and mean_interval([3.0]).estimate == 3.0
     # Welch with equal sizes and variances: dof 2(n-1), se sqrt(2 s^2 / n).
     d = difference_interval([0.0, 1.0, 2.0], [1.0, 2.0, 3.0])
-    from scipy import stats
     assert d.estimate == -1.0
     assert d.hi + 1.0 == pytest.approx(stats.t.ppf(0.975, 4) * np.sqrt(2 / 3))
     assert not difference_interval([1.0], [1.0, 2.0]).resolved
+    # Clopper-Pearson at k = 0 and k = n: closed forms 1 - (alpha/2)^(1/n) and its mirror.
+    b = binomial_interval(0, 10)
+    assert (b.lo, b.estimate) == (0.0, 0.0) and b.hi == pytest.approx(1 - 0.025 ** 0.1)
+    assert binomial_interval(10, 10).lo == pytest.approx(0.025 ** 0.1)
+    b = binomial_interval(6, 10)  # P(X >= 6 | lo) = P(X <= 6 | hi) = 2.5%
+    assert stats.binom.sf(5, 10, b.lo) == pytest.approx(0.025)
+    assert stats.binom.cdf(6, 10, b.hi) == pytest.approx(0.025)
+    with pytest.raises(ValueError, match="trials"):
+        binomial_interval(3, 2)
     assert decide(0.1, 0.4, 0.5) == "below" and decide(0.6, 0.9, 0.5) == "above"
     assert decide(0.4, 0.6, 0.5) is None and decide(np.nan, np.nan, 0.5) is None

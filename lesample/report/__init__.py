@@ -28,6 +28,7 @@ from lesample.report.plots import layout_problems, robust_boxplot
 from lesample.report.stats import (
     NO_INTERVAL,
     Interval,
+    binomial_interval,
     decide,
     difference_interval,
     mean_interval,
@@ -41,6 +42,7 @@ __all__ = [
     "Report",
     "ReportEntry",
     "ReportInfo",
+    "binomial_interval",
     "column_format",
     "decide",
     "difference_interval",

@@ -10,7 +10,8 @@ import numpy as np
 from scipy import stats
 
 __all__ = [
-    "NO_INTERVAL", "Interval", "decide", "difference_interval", "mean_interval", "t_halfwidth",
+    "NO_INTERVAL", "Interval", "binomial_interval", "decide", "difference_interval",
+    "mean_interval", "t_halfwidth",
 ]
 
 NO_INTERVAL = "one seed: no interval"
@@ -72,6 +73,19 @@ def difference_interval(a, b, level: float = 0.95) -> Interval:
     dof = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
     half = float(stats.t.ppf(0.5 + level / 2, dof) * se)
     return Interval(diff, diff - half, diff + half, n)
+
+
+def binomial_interval(successes: int, trials: int, level: float = 0.95) -> Interval:
+    """The share ``successes / trials`` with its exact (Clopper-Pearson) interval, which
+    covers the true share with probability at least ``level`` whatever it is."""
+    k, n = int(successes), int(trials)
+    if n < 1 or not 0 <= k <= n:
+        raise ValueError(f"binomial_interval: need 0 <= successes <= trials and trials >= 1, "
+                         f"got successes={successes}, trials={trials}")
+    alpha = 1 - level
+    lo = 0.0 if k == 0 else float(stats.beta.ppf(alpha / 2, k, n - k + 1))
+    hi = 1.0 if k == n else float(stats.beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return Interval(k / n, lo, hi, n)
 
 
 def decide(lo: float, hi: float, threshold: float) -> str | None:

@@ -229,8 +229,8 @@ def write_report(results: pd.DataFrame, bn: pd.DataFrame, out_dir: Path, *, mode
                   "reach it).")
     rep.add_heading("Curves")
     for model in df.model.unique():
-        rep.add_figure(curves(df, model), caption=f"{model}: mean ± std over seeds against "
-                       "effective epochs.")
+        rep.add_figure(curves(df, model), caption=f"{model}: mean over seeds against "
+                       "effective epochs, shaded ± std (no band with one seed).")
     rep.add_heading("BatchNorm statistics")
     rep.add_text(
         "The engine never lets a training pass move BatchNorm's running averages (the inner "

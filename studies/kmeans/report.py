@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lesample.report import Report, robust_boxplot, subplots
+from lesample.report import Report, binomial_interval, decide, robust_boxplot, subplots
 from studies.kmeans.instances import make_instance
 
 RTOL = 1e-4
@@ -100,21 +100,35 @@ def write_report(results: pd.DataFrame, refs: pd.DataFrame, out_dir: Path, *, mo
     summary = summarise(results, refs)
     eq = equal_time(summary)
     modes = failure_modes(results, refs)
-    ours = summary[summary.label == "ours (random)"].set_index("instance")
     single = summary[summary.label.str.startswith(("KMeans", "MiniBatch"))]
     single_best = single.groupby("instance").pct_global.max()
+    def share(inst: str, label: str):
+        """The share of trials at the global minimum with its exact 95% interval."""
+        row = summary[(summary.instance == inst) & (summary.label == label)].iloc[0]
+        return binomial_interval(round(row.pct_global / 100 * row.trials), row.trials)
+
     findings = []
     for inst, target in TARGETS.items():
-        got = ours.pct_global[inst]
+        got = share(inst, "ours (random)")
+        verdict = {"above": "met", "below": "missed", None: "not resolved"}[
+            decide(100 * got.lo, 100 * got.hi, target)]
         findings.append(
-            f"{inst}: ours from random starts reaches the best-known minimum in {got:.0f}% "
-            f"of trials (target {target:.0f}%: {'met' if got >= target else 'missed'}); the "
-            f"best single-start baseline reaches {single_best[inst]:.0f}%.")
+            f"{inst}: ours from random starts reaches the best-known minimum in "
+            f"{100 * got.estimate:.0f}% of trials (95% interval {100 * got.lo:.0f}-"
+            f"{100 * got.hi:.0f}%; target {target:.0f}%: {verdict}); the best single-start "
+            f"baseline reaches {single_best[inst]:.0f}%.")
     for row in eq.itertuples():
+        # KMeans++'s interval carried through 1 - (1 - p)^restarts, which is increasing in p.
+        ours_i, pp = share(row.instance, "ours (random)"), share(row.instance,
+                                                                  "KMeans (k-means++)")
+        lo, hi = (100 * (1 - (1 - p) ** row.restarts) for p in (pp.lo, pp.hi))
+        verdict = ("higher" if 100 * ours_i.lo > hi else
+                   "lower" if 100 * ours_i.hi < lo else "not resolved")
         findings.append(
             f"{row.instance}, equal wall time: ours {row.ours_pct:.0f}% against "
             f"{row.restarted_pct:.0f}% for {row.restarts} k-means++ restarts of KMeans "
-            f"({'higher' if row.ours_pct > row.restarted_pct else 'not higher'}).")
+            f"({verdict}: 95% intervals {100 * ours_i.lo:.0f}-{100 * ours_i.hi:.0f}% and "
+            f"{lo:.0f}-{hi:.0f}%).")
     ours_modes = modes[modes.label == "ours (random)"].set_index("instance")
     measured = "; ".join(
         f"{inst}: {r.pct_wrong_group * r.failures / 100:.0f} of {r.failures} have a centre "
