@@ -44,6 +44,9 @@ STUDY_OPTIONS: tuple[tuple[str, str, dict], ...] = (
     ("--algo", "algo", {
         "metavar": "NAME", "help": "algorithm(s) to run, e.g. entropy-sgd or sgd,hj",
     }),
+    ("--replicas", "replicas", {
+        "type": int, "metavar": "N", "help": "replicas of parle and elastic-sgd (default 3)",
+    }),
 )
 
 

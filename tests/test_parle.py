@@ -213,3 +213,33 @@ def test_bad_arguments_raise_clear_errors():
             start(2)), start(2), grad_fn=grad_fn, key=KEYS[0])
     with pytest.raises(ValueError, match="`n` must be an integer >= 1"):
         optim.replicate(start(1), 0)
+
+
+def test_train_config_checks_replicas():
+    from lesample.train import TrainConfig
+
+    with pytest.raises(ValueError, match="`replicas` applies to parle and elastic_sgd"):
+        TrainConfig(algo="sgd", replicas=3)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="`replicas` must be an integer >= 1"):
+            TrainConfig(algo="parle", replicas=bad)
+
+
+@pytest.mark.slow
+def test_fit_counts_the_gradients_of_all_replicas():
+    """Elastic-SGD with n = 2 on 256 rows, B = 32: an effective epoch is round(256 / (32 x
+    1 x 2)) = 4 rounds of one gradient per replica (8 gradients = one pass); validation at
+    the replica mean, returned unstacked."""
+    from lesample.data import load_dataset
+    from lesample.train import TrainConfig, fit
+
+    data = load_dataset("digits", limit=256)
+    result = fit(TrainConfig(model="mnistfc", algo="elastic-sgd", replicas=2, epochs=1,
+                             batch_size=32, eval_rows=128), data)
+    row = result.history.iloc[-1]
+    assert (row.replicas, row.outer_steps, row.num_grads) == (2, 4, 8)
+    assert row.effective_epochs == 8 * 32 / 256
+    assert np.isfinite(row.val_error)
+    shapes = [np.shape(u) for u in jax.tree_util.tree_leaves(result.params)]
+    x0 = jax.tree_util.tree_leaves(result.model.params)
+    assert shapes == [np.shape(u) for u in x0]

@@ -8,7 +8,17 @@ conventions (docs/conventions.md), and the learning-rate schedule.
 | ``hj`` | 5 | ``scoping(1e4, 1e-3)`` | ``s(e) gamma_n`` | noise-free, step 0.1, last iterate |
 | ``heat`` | 20 | ``scoping(1e-5, 1e-3)`` | ``0.1 s(e)`` | perturbations ``N(0, gamma I)`` |
 
+| ``elastic_sgd`` | 1 | ``rho = 0.1 / c`` | ``0.1 s(e)`` | —; ``n = 3`` |
+| ``parle`` | 20 | ``entropy_sgd``'s; ``rho = gamma_n / c`` | ``s(e) gamma_n`` | ``entropy_sgd``'s |
+
 All use Nesterov momentum 0.9 on the outer step (§7.4) and batches of 128.
+
+- **Replicas** (``elastic_sgd``, ``parle``; ``lesample.optim``): ``n`` replicas from one
+  start, coupled to their mean with the elastic scope ``rho``. The pull per round is
+  ``eta / rho = s(e) c`` with ``c = 0.1 x 0.01 x L x n``, the reference Parle's ``lr x rho
+  x L x n`` (``--lr 0.1 --rho 0.01``; 0.06 for Parle's ``L = 20``, ``n = 3``; 0.003 per
+  step for Elastic-SGD, the same pull per gradient); Parle's ``rho`` follows ``gamma``'s
+  scoping. The replicas' gradients all count (see ``lesample.train.loop``).
 
 - **Scope.** The reference code's coupling ``g0 = 1e-4`` for MNIST is the scope
   ``gamma = 1e4`` here; scoping ``g1 = 1e-3`` per outer step is ``scoping(1e4, 1e-3)``
@@ -44,13 +54,15 @@ __all__ = ["ALGORITHMS", "Algorithm", "canonical_algorithm", "lr_schedule", "mak
 @dataclass(frozen=True)
 class Algorithm:
     """Defaults of one algorithm: ``L`` gradients per update, reference learning rate,
-    initial scope (None for SGD); ``local_entropy``: ``eta = lr * gamma_n``."""
+    initial scope (None for SGD); ``local_entropy``: ``eta = lr * gamma_n``; ``replicas``: the
+    default ``n`` of a replica algorithm (1: params are not replica-stacked)."""
 
     name: str
     num_grads: int
     lr: float
     gamma: float | None
     local_entropy: bool
+    replicas: int = 1  # default n; algorithms with replicas have 3 (Parle's paper and code)
 
 
 ALGORITHMS: dict[str, Algorithm] = {
@@ -58,10 +70,13 @@ ALGORITHMS: dict[str, Algorithm] = {
     "entropy_sgd": Algorithm("entropy_sgd", 20, 1.0, 1e4, True),
     "hj": Algorithm("hj", 5, 1.0, 1e4, True),
     "heat": Algorithm("heat", 20, 0.1, 1e-5, False),
+    "elastic_sgd": Algorithm("elastic_sgd", 1, 0.1, None, False, replicas=3),
+    "parle": Algorithm("parle", 20, 1.0, 1e4, True, replicas=3),
 }
 
 SCOPING = 1e-3  # gamma_1 of §7.5, per outer step
 MOMENTUM = 0.9  # §7.4
+ELASTIC_PULL = 0.1 * 0.01  # the reference Parle's lr x rho flag; times L n: pull per round
 
 
 def canonical_algorithm(name: str) -> str:
@@ -84,22 +99,33 @@ def lr_schedule(lr: float, steps_per_epoch: int, drop_every: float, epochs: int)
 
 def make_optimizer(algo: str, *, steps_per_epoch: int, epochs: int, drop_every: float = 60,
                    seed: int = 0, noise: str = "gaussian", lr: float | None = None,
-                   gamma: float | None = None,
-                   unroll: int | bool = 1) -> optax.GradientTransformationExtraArgs:
+                   gamma: float | None = None, unroll: int | bool = 1,
+                   replicas: int | None = None,
+                   mesh=None) -> optax.GradientTransformationExtraArgs:
     """The ``lesample.optim`` transformation of ``algo`` with the settings of the module
     docstring; ``lr`` and ``gamma`` override the defaults; ``noise`` is Entropy-SGD's
     Langevin noise ("gaussian" or "rademacher"); ``seed`` seeds the optimiser's own noise;
-    ``unroll`` is the inner loop's (``lesample.optim.entropy_sgd``)."""
+    ``unroll`` is the inner loop's (``lesample.optim.entropy_sgd``); ``replicas`` (``n``,
+    default the algorithm's) and ``mesh`` are the replica algorithms'."""
     spec = ALGORITHMS[canonical_algorithm(algo)]
     base = lr_schedule(spec.lr if lr is None else lr, steps_per_epoch, drop_every, epochs)
+    # rho such that the pull per round eta/rho is s(e) c (module docstring)
+    rho_per_eta = (spec.lr if lr is None else lr) / (
+        ELASTIC_PULL * spec.num_grads * (spec.replicas if replicas is None else replicas))
     if spec.name == "sgd":
         return optim.sgd(base, momentum=MOMENTUM, seed=seed)
+    if spec.name == "elastic_sgd":
+        return optim.elastic_sgd(base, rho_per_eta, momentum=MOMENTUM, seed=seed,
+                                 mesh=mesh)
     scope = optim.scoping(spec.gamma if gamma is None else gamma, SCOPING)
     eta = (lambda n: base(n) * scope(n)) if spec.local_entropy else base
     common = dict(gamma=scope, num_steps=spec.num_grads, momentum=MOMENTUM, seed=seed,
                   unroll=unroll)
     if spec.name == "entropy_sgd":
         return optim.entropy_sgd(eta, noise=noise, **common)
+    if spec.name == "parle":
+        return optim.parle(eta, rho=lambda n: scope(n) * rho_per_eta, noise=noise,
+                           mesh=mesh, **common)
     if spec.name == "hj":
         return optim.hj(eta, **common)
     return optim.heat(eta, **common)

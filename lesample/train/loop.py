@@ -10,6 +10,16 @@ seed and the epoch: that, the dropout keys ``fold_in(PRNGKey(seed), step)`` and 
 optimiser's key inside its state are all the randomness there is, which is what makes a
 resumed run reproduce an uninterrupted one exactly.
 
+**Replicas** (``parle``, ``elastic_sgd``; ``replicas = n``): the parameters are ``n`` stacked
+copies of the initial model; effective epochs count the gradients of **all** replicas, so
+an epoch is ``round(N / (B L n))`` rounds of ``L`` mini-batches per replica (the replicas
+together see about ``N / B`` mini-batches, different ones: the epoch's rows have shape
+``(steps, L, n, B)``), ``num_grads`` is the sum over replicas, and ``outer_steps`` counts
+the coupling rounds (the rounds of communication). Evaluation and the returned ``params``
+use the reference point, the replica mean, with BatchNorm statistics recomputed there.
+With several local devices the replicas are sharded over the largest number of them that
+divides ``n`` (``lesample.distributed``).
+
 After each epoch the model is evaluated (BatchNorm statistics recomputed at ``x``, see
 ``lesample.train.step``) on a fixed subset of the training set (training loss and error) and
 on the test set (validation loss and error, paper §8.1), and ``(params, opt_state)``, the
@@ -33,8 +43,10 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from lesample.data import Dataset
+from lesample.distributed import replica_mesh
 from lesample.nets import MODELS, FunctionalModel, functional
 from lesample.noise import check_noise
+from lesample.optim import replica_mean, replicate
 from lesample.train.algorithms import ALGORITHMS, canonical_algorithm, make_optimizer
 from lesample.train.checkpoint import resume_checkpoint, save_checkpoint
 from lesample.train.step import chunked, make_evaluate, make_step, recalibrate
@@ -63,6 +75,7 @@ class TrainConfig:
         on CPU, XLA's convolution gradients inside a loop run about 3x slower (LeNet's default
         matmul convolutions do not); unrolling costs compile time (~50 s for LeNet at L = 20).
         Same results either way, up to rounding.
+      replicas: ``n`` for ``parle`` and ``elastic_sgd`` (None: 3); not for the others.
     """
 
     model: str = "mnistfc"
@@ -77,11 +90,19 @@ class TrainConfig:
     eval_rows: int = 5000
     eval_chunk: int = 1000
     unroll: bool = False
+    replicas: int | None = None
 
     def __post_init__(self):
         if self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}; choose from {sorted(MODELS)}")
         object.__setattr__(self, "algo", canonical_algorithm(self.algo))
+        if self.replicas is not None:
+            if ALGORITHMS[self.algo].replicas == 1:
+                raise ValueError(f"`replicas` applies to parle and elastic_sgd, not "
+                                 f"{self.algo!r}; got replicas={self.replicas!r}")
+            if isinstance(self.replicas, bool) or not isinstance(self.replicas, int) \
+                    or self.replicas < 1:
+                raise ValueError(f"`replicas` must be an integer >= 1; got {self.replicas!r}")
         check_noise(self.noise)
         if not isinstance(self.unroll, bool):
             raise TypeError(f"`unroll` must be True or False; got {self.unroll!r}")
@@ -123,6 +144,22 @@ def eval_subset(seed: int, num_train: int, count: int) -> np.ndarray:
     return np.random.default_rng([seed, num_train]).permutation(num_train)[:count]
 
 
+def num_replicas(config: TrainConfig) -> int | None:
+    """``n`` of a replica algorithm's run (None for the others)."""
+    spec = ALGORITHMS[config.algo]
+    if spec.replicas == 1:
+        return None
+    return spec.replicas if config.replicas is None else config.replicas
+
+
+def local_mesh(n: int | None):
+    """A mesh over the largest number of local devices dividing ``n`` (None: one device)."""
+    if n is None:
+        return None
+    d = max(k for k in range(1, jax.local_device_count() + 1) if n % k == 0)
+    return None if d == 1 else replica_mesh(n, jax.local_devices()[:d])
+
+
 def _header(config: TrainConfig, epoch: int, history: list[dict]) -> dict:
     return dict(config=dataclasses.asdict(config), epoch=epoch, history=history)
 
@@ -147,12 +184,16 @@ def fit(config: TrainConfig, data: Dataset, *, checkpoint: str | os.PathLike | N
     start_time = time.perf_counter()
     spec = ALGORITHMS[config.algo]
     n, B, L = len(data.train_images), config.batch_size, spec.num_grads
-    steps = steps_per_epoch(n, B, L)
+    replicas = num_replicas(config)
+    batch_shape = (L, B) if replicas is None else (L, replicas, B)
+    steps = steps_per_epoch(n, B, L * (replicas or 1))
     fm = functional(MODELS[config.model](rngs=nnx.Rngs(config.seed)))
     tx = make_optimizer(config.algo, steps_per_epoch=steps, epochs=config.epochs,
                         drop_every=config.drop_every, seed=config.seed, noise=config.noise,
-                        lr=config.lr, gamma=config.gamma, unroll=config.unroll or 1)
-    params = jax.tree_util.tree_map(jnp.copy, fm.params)  # the step donates its input
+                        lr=config.lr, gamma=config.gamma, unroll=config.unroll or 1,
+                        replicas=replicas, mesh=local_mesh(replicas))
+    params = fm.params if replicas is None else replicate(fm.params, replicas)
+    params = jax.tree_util.tree_map(jnp.copy, params)  # the step donates its input
     state = (params, tx.init(params))
     history: list[dict] = []
     start = 0
@@ -160,7 +201,7 @@ def fit(config: TrainConfig, data: Dataset, *, checkpoint: str | os.PathLike | N
     resumed = None if checkpoint is None else resume_checkpoint(checkpoint, state)
     if resumed is not None:
         state, header = resumed
-        if header["config"] != dataclasses.asdict(config):
+        if {"replicas": None, **header["config"]} != dataclasses.asdict(config):
             raise ValueError(f"checkpoint {checkpoint} belongs to another run: "
                              f"{header['config']} (this run: {dataclasses.asdict(config)}).")
         start, history = header["epoch"], header["history"]
@@ -171,6 +212,8 @@ def fit(config: TrainConfig, data: Dataset, *, checkpoint: str | os.PathLike | N
     test_chunks = chunked(data.test_images, data.test_labels, config.eval_chunk)
     step, evaluate = make_step(fm, tx), make_evaluate(fm)
     recal = jax.jit(lambda p: recalibrate(fm, p, train_chunks))
+    reference = jax.jit(lambda p: p if replicas is None else
+                        jax.tree_util.tree_map(lambda u: u[0], replica_mean(p)))
     dropout_key = jax.random.PRNGKey(config.seed)
 
     bar = tqdm(total=config.epochs * steps, initial=start * steps, disable=not progress,
@@ -184,7 +227,7 @@ def fit(config: TrainConfig, data: Dataset, *, checkpoint: str | os.PathLike | N
     per_call = max(1, round(grads_per_call / L))
     for epoch in range(start, stop):
         t0 = time.perf_counter()
-        idx = epoch_indices(config.seed, epoch, n, (steps, L, B))
+        idx = epoch_indices(config.seed, epoch, n, (steps, *batch_shape))
         keys = np.asarray(step_keys(dropout_key, epoch * steps + np.arange(steps)))
         for s in range(0, steps, per_call):
             params, opt_state = step(params, opt_state, data_dev, idx[s:s + per_call],
@@ -192,12 +235,14 @@ def fit(config: TrainConfig, data: Dataset, *, checkpoint: str | os.PathLike | N
             bar.update(min(per_call, steps - s))
         jax.block_until_ready(params)
         t1 = time.perf_counter()
-        stats = recal(params)
-        train_loss, train_error = evaluate(params, stats, train_chunks)
-        val_loss, val_error = evaluate(params, stats, test_chunks)
-        num_grads = int(opt_state.num_grads)
+        x = reference(params)
+        stats = recal(x)
+        train_loss, train_error = evaluate(x, stats, train_chunks)
+        val_loss, val_error = evaluate(x, stats, test_chunks)
+        num_grads = int(np.sum(opt_state.num_grads))
         history.append(dict(
             model=config.model, algo=config.algo, seed=config.seed, epoch=epoch + 1,
+            replicas=replicas or 1,
             outer_steps=int(opt_state.count), num_grads=num_grads,
             effective_epochs=num_grads * B / n,
             train_loss=float(train_loss), train_error=float(train_error),
@@ -208,5 +253,6 @@ def fit(config: TrainConfig, data: Dataset, *, checkpoint: str | os.PathLike | N
         if checkpoint is not None:
             save_checkpoint(checkpoint, (params, opt_state), _header(config, epoch + 1, history))
     bar.close()
-    return TrainResult(params, recal(params), pd.DataFrame(history), fm,
+    x = reference(params)
+    return TrainResult(x, recal(x), pd.DataFrame(history), fm,
                        time.perf_counter() - start_time)

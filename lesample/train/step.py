@@ -8,7 +8,9 @@ function for every algorithm that runs ``K`` outer steps in a ``lax.scan``: ``da
 constant baked into the program); ``idx`` is ``(K, L, B)`` row indices and ``keys`` ``(K,)``
 dropout keys; gradient ``l`` of outer step ``k`` gathers ``images[idx[k, l]]`` on the device
 inside the optimiser's ``lax.scan`` and differentiates the training-mode loss with the
-dropout key ``split(keys[k], L)[l]`` (explicit keys, no hidden RNG state). The optimiser's
+dropout key ``split(keys[k], L)[l]`` (explicit keys, no hidden RNG state). Replica
+algorithms (``parle``, ``elastic_sgd``) take ``idx`` of shape ``(K, L, n, B)`` and
+replica ``a`` the key ``split(keys[k], (L, n))[l, a]``. The optimiser's
 own noise (Langevin, HEAT perturbations) comes from its state's key, which is part of
 ``opt_state``. Several outer steps per call matter for SGD (``L = 1``): on XLA:CPU a call of
 LeNet's one-gradient step costs about 16 ms more than the same step inside a loop
@@ -75,7 +77,7 @@ def make_step(fm: FunctionalModel, tx: optax.GradientTransformationExtraArgs) ->
             params, opt_state = carry
             rows, key = xs
             updates, opt_state = tx.update(None, opt_state, params, grad_fn=grad_fn,
-                                           batches=(rows, jax.random.split(key, rows.shape[0])))
+                                           batches=(rows, jax.random.split(key, rows.shape[:-1])))
             return (optax.apply_updates(params, updates), opt_state), None
 
         return jax.lax.scan(one, (params, opt_state), (idx, keys))[0]

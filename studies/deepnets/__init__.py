@@ -22,7 +22,7 @@ from pathlib import Path
 from lesample.registry import Study
 
 MODELS = ("mnistfc", "lenet")
-ALGOS = ("sgd", "entropy_sgd", "hj", "heat")
+ALGOS = ("sgd", "entropy_sgd", "hj", "heat", "elastic_sgd", "parle")
 
 #: Per mode: training rows (None: all), batch, effective epochs, learning-rate drop
 #: period, seeds, epochs per round, and training rows for BatchNorm statistics.
@@ -45,10 +45,11 @@ def _names(value, allowed, canonical=str) -> list[str]:
 
 
 def plan(mode: str, *, seeds=None, model=None, algo=None, epochs=None, round_epochs=None,
-         noise: str = "rademacher") -> tuple[dict, list[dict]]:
+         noise: str = "rademacher", replicas=None) -> tuple[dict, list[dict]]:
     """``(settings, cells)``: the mode's settings and one cell (a flat dict of JSON values,
     the arguments of ``lesample.train.TrainConfig``) per model x algorithm x seed."""
     from lesample.train import canonical_algorithm
+    from studies.deepnets.cells import with_replicas
 
     settings = dict(MODES[mode])
     if epochs is not None:
@@ -66,18 +67,18 @@ def plan(mode: str, *, seeds=None, model=None, algo=None, epochs=None, round_epo
         for m in _names(model, MODELS, str.lower)
         for a in _names(algo, ALGOS, canonical_algorithm)
     ]
-    return settings, cells
+    return settings, with_replicas(cells, replicas)
 
 
 def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None,
         model: str | None = None, algo: str | None = None, data_dir: Path | None = None,
         epochs: int | None = None, round_epochs: int | None = None,
-        noise: str = "rademacher") -> Path:
+        noise: str = "rademacher", replicas: int | None = None) -> Path:
     from studies.deepnets.cells import load_data, run_rounds
     from studies.deepnets.report import write_report
 
     settings, cells = plan(mode, seeds=seeds, model=model, algo=algo, epochs=epochs,
-                           round_epochs=round_epochs, noise=noise)
+                           round_epochs=round_epochs, noise=noise, replicas=replicas)
     data = load_data(settings["limit"], data_dir)
     return run_rounds(
         cells, data, out_dir, settings["round_epochs"], progress,
@@ -85,5 +86,6 @@ def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None,
                                          dataset=data.name, num_train=len(data.train_images)))
 
 
-STUDY = Study("deepnets", "SGD, Entropy-SGD, HJ and HEAT on mnistfc and LeNet (Fashion-MNIST): "
+STUDY = Study("deepnets", "SGD, Entropy-SGD, HJ, HEAT, Elastic-SGD and Parle on mnistfc and "
+              "LeNet (Fashion-MNIST): "
               "validation error at equal effective epochs (paper Table 1)", run, order=2)

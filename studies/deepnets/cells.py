@@ -90,3 +90,16 @@ def run_rounds(cells: list[dict], data: Dataset, out_dir: Path, round_epochs: in
         write_csv(bn, out_dir / "bn.csv")
         out = on_round(pd.concat(histories.values(), ignore_index=True), bn)
     return out
+
+
+def with_replicas(cells: list[dict], replicas: int | None) -> list[dict]:
+    """The cells with ``replicas`` set on those of replica algorithms (``parle``,
+    ``elastic_sgd``); None leaves them at their default (3) and their keys unchanged."""
+    from lesample.train import ALGORITHMS
+
+    if replicas is None:
+        return cells
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+        raise ValueError(f"`replicas` must be an integer >= 1; got {replicas!r}")
+    return [dict(c, replicas=replicas) if ALGORITHMS[c["algo"]].replicas > 1 else c
+            for c in cells]

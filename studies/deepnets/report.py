@@ -10,8 +10,9 @@ import pandas as pd
 from lesample.report import NO_INTERVAL, Report, decide, difference_interval, subplots
 from lesample.store import write_csv
 
-ALGO_ORDER = ["entropy_sgd", "heat", "hj", "sgd"]  # the column order of paper Table 1
-LABEL = {"entropy_sgd": "Entropy-SGD", "heat": "HEAT", "hj": "HJ", "sgd": "SGD"}
+ALGO_ORDER = ["entropy_sgd", "heat", "hj", "sgd", "parle", "elastic_sgd"]  # Table 1's, then ours
+LABEL = {"entropy_sgd": "Entropy-SGD", "heat": "HEAT", "hj": "HJ", "sgd": "SGD",
+         "parle": "Parle", "elastic_sgd": "Elastic-SGD"}
 PAPER = pd.DataFrame(  # paper Table 1 (MNIST): validation error %, @ effective epochs
     {"entropy_sgd": ["1.08 ± 0.02 @ 120", "0.50 ± 0.01 @ 80"],
      "heat": ["1.13 ± 0.02 @ 200", "0.59 ± 0.02 @ 75"],
