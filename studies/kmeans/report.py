@@ -180,7 +180,7 @@ def write_report(results: pd.DataFrame, refs: pd.DataFrame, out_dir: Path, *, mo
         "wall time is measured "
         "on single fits after compilation; the trials themselves run vmapped.")
     rep.add_table(summary, caption="Final energy J per instance and method.",
-                  float_format={"min": ".5f", "max": ".5f", "mean": ".5f", "std": ".2e",
+                  float_format={"min": ".5f", "max": ".5f", "mean": ".5f", "std": ".5f",
                                 "pct_global": ".0f", "pct_basin": ".0f", "median_s": ".3f"})
     rep.add_table(eq, caption="Equal wall time: ours (random starts) against KMeans with "
                               "k-means++ restarts.",
