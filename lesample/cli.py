@@ -30,28 +30,49 @@ __all__ = ["main"]
 
 PROG = "lesample"
 
+
+def _int_at_least(low: int):
+    """An argparse ``type``: an integer ``>= low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
+        return value
+
+    return parse
+
+
 #: Study options the command line knows, forwarded (only when given) as keyword arguments
 #: to the study's ``run``: (flag, keyword, argparse keywords).
 STUDY_OPTIONS: tuple[tuple[str, str, dict], ...] = (
-    ("--seeds", "seeds", {"type": int, "metavar": "N", "help": "number of seeds"}),
+    ("--seeds", "seeds", {"type": _int_at_least(1), "metavar": "N", "help": "number of seeds"}),
     ("--data-dir", "data_dir", {
         "type": Path, "metavar": "DIR",
         "help": "directory holding data sets (MNIST/CIFAR-10 files)",
     }),
     ("--model", "model", {
-        "metavar": "NAME", "help": "model(s) to run, e.g. mnistfc or lenet,allcnn",
+        "metavar": "NAME", "help": "model(s) to run, e.g. mnistfc or mnistfc,lenet",
     }),
     ("--algo", "algo", {
         "metavar": "NAME", "help": "algorithm(s) to run, e.g. entropy-sgd or sgd,hj",
     }),
     ("--replicas", "replicas", {
-        "type": int, "metavar": "N", "help": "replicas of parle and elastic-sgd (default 3)",
+        "type": _int_at_least(1), "metavar": "N",
+        "help": "replicas of parle and elastic-sgd (default 3)",
     }),
 )
 
 
 class UsageError(Exception):
     """A mistake in the command line: reported with exit status 2."""
+
+
+class CellsFailed(Exception):
+    """Some cells of a study failed after their retries; its report was written."""
 
 
 # --------------------------------------------------------------------------- parser
@@ -73,7 +94,26 @@ def _add_common(p: argparse.ArgumentParser, *, out: bool = True, mode: bool = Tr
     p.add_argument("--debug", action="store_true", help="show the traceback of a failure")
 
 
+def _add_executor_options(p: argparse.ArgumentParser) -> None:
+    from lesample.executor import DEFAULT_RETRIES, EXECUTORS
+
+    g = p.add_argument_group("where the cells run (docs/executors.md)")
+    g.add_argument("--executor", choices=EXECUTORS, default=None,
+                   help="serial: one cell at a time in this process; process: a local pool "
+                        "of worker processes (default); dask: a Dask cluster (a LocalCluster, "
+                        "or the one at --scheduler; needs lesample[dask])")
+    g.add_argument("--workers", type=_int_at_least(1), default=None, metavar="N",
+                   help="cells at once (default: the number of cores)")
+    g.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="address of a running Dask scheduler, e.g. tcp://HOST:8786 "
+                        "(implies --executor dask)")
+    g.add_argument("--retries", type=_int_at_least(0), default=DEFAULT_RETRIES, metavar="N",
+                   help="retries of a cell that raises before it is recorded as failed "
+                        "(default: %(default)s)")
+
+
 def _add_study_options(p: argparse.ArgumentParser) -> None:
+    _add_executor_options(p)
     g = p.add_argument_group("study options (forwarded to the study when given)")
     for flag, dest, kwargs in STUDY_OPTIONS:
         g.add_argument(flag, dest=dest, default=None, **kwargs)
@@ -170,17 +210,48 @@ def _use_compile_cache() -> None:
         jax.config.update("jax_compilation_cache_dir", str(base / "lesample" / "jax"))
 
 
-def _run_study(study, out: Path, mode: str, progress: bool, options: dict) -> Path:
+def _make_executor(args: argparse.Namespace):
+    from lesample.executor import CellExecutor
+
+    kind = args.executor or ("dask" if args.scheduler else "process")
+    if args.scheduler and kind != "dask":
+        raise UsageError(f"--scheduler needs --executor dask, not --executor {kind}")
+    if kind == "dask":
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise UsageError("--executor dask needs Dask distributed: "
+                             "pip install 'lesample[dask]'") from None
+    if kind == "serial" and args.workers not in (None, 1):
+        raise UsageError(f"--executor serial runs one cell at a time, not --workers "
+                         f"{args.workers}")
+    return CellExecutor(kind, args.workers, scheduler=args.scheduler, retries=args.retries)
+
+
+def _run_study(study, out: Path, mode: str, progress: bool, options: dict,
+               executor) -> Path:
     _use_compile_cache()
     out_dir = out / study.name
     out_dir.mkdir(parents=True, exist_ok=True)
-    print(f"{study.name}: running ({mode}) into {out_dir}", flush=True)
+    if study.takes_executor():
+        options = dict(options, executor=executor)
+        where = f"{executor.kind} executor, {executor.workers} at once"
+    else:
+        where = "in this process"
+    print(f"{study.name}: running ({mode}) into {out_dir} ({where})", flush=True)
     start = time.perf_counter()
+    failed_before = len(executor.failed)
     result = study.run(out_dir, mode, progress, **options)
     report = Path(result) if result is not None else out_dir / "report.html"
     if not report.is_file():
         raise RuntimeError(f"study {study.name!r} finished but wrote no report at {report}")
     print(f"{study.name}: wrote {report} ({time.perf_counter() - start:.1f} s)", flush=True)
+    failed = executor.failed[failed_before:]
+    if failed:
+        for desc, cell, error in failed:
+            print(f"{PROG}: error: {desc}: cell failed ({error}): {cell}", file=sys.stderr)
+        raise CellsFailed(f"study {study.name!r}: {len(failed)} cell(s) failed (listed in "
+                          f"its report); the others are saved, rerun to retry the failed")
     return report
 
 
@@ -191,6 +262,13 @@ def _write_index(out: Path) -> Path:
     path = write_index(out, discover_reports(out, order=tuple(load_studies())))
     print(f"wrote {path}", flush=True)
     return path
+
+
+def _validate(study, mode: str, options: dict) -> None:
+    try:
+        study.validate(mode, options)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"study {study.name!r}: {_one_line(exc).partition(': ')[2]}") from None
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -222,8 +300,15 @@ def cmd_study(args: argparse.Namespace) -> int:
             f"study {study.name!r} does not take {', '.join(_flag(o) for o in refused)} "
             f"(it takes: {takes})"
         )
+    _validate(study, args.mode, options)
+    executor = _make_executor(args)
     _use_agg()
-    _run_study(study, args.out, args.mode, args.progress, options)
+    with executor:
+        try:
+            _run_study(study, args.out, args.mode, args.progress, options, executor)
+        except CellsFailed:  # its report is written: list it, then fail
+            _write_index(args.out)
+            raise
     _write_index(args.out)
     return 0
 
@@ -238,15 +323,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     unused = [o for o in options if not any(s.accepts(o) for s in studies.values())]
     if unused:
         raise UsageError(f"no study takes {', '.join(_flag(o) for o in unused)}")
+    for study in studies.values():  # every study's options, before the first one runs
+        _validate(study, args.mode, options)
+    executor = _make_executor(args)
     _use_agg()
     failed = []
-    for study in studies.values():
-        mine = {k: v for k, v in options.items() if study.accepts(k)}
-        try:
-            _run_study(study, args.out, args.mode, args.progress, mine)
-        except Exception as exc:  # report it, run the other studies, fail at the end
-            failed.append(study.name)
-            _report_error(exc, args.debug, prefix=f"study {study.name!r} failed: ")
+    with executor:  # one pool for every study's cells
+        for study in studies.values():
+            mine = {k: v for k, v in options.items() if study.accepts(k)}
+            try:
+                _run_study(study, args.out, args.mode, args.progress, mine, executor)
+            except Exception as exc:  # report it, run the other studies, fail at the end
+                failed.append(study.name)
+                _report_error(exc, args.debug, prefix=f"study {study.name!r} failed: ")
     _write_index(args.out)
     if failed:
         print(f"{PROG}: error: {len(failed)} of {len(studies)} studies failed: "
@@ -256,6 +345,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
+    if not args.out.is_dir():
+        raise UsageError(f"--out {args.out} is not a folder: give the reports directory "
+                         "(the --out of `lesample study` or `lesample run`)")
     _write_index(args.out)
     return 0
 
@@ -297,6 +389,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: interrupted; finished cells are saved, rerun to resume",
               file=sys.stderr)
         return 130
+    except CellsFailed as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:
         _report_error(exc, args.debug)
         return 1

@@ -15,7 +15,8 @@ and defined beside its runner::
         ...                       # out_dir is <reports>/kmeans; mode is "quick" or "full"
         return out_dir / "report.html"
 
-    STUDY = Study("kmeans", "Local-entropy k-means against Lloyd over random starts", run)
+    STUDY = Study("kmeans", "Local-entropy k-means against Lloyd over random starts", run,
+                  check=check)   # optional: check(mode, **options) raises ValueError
 
 ``run`` takes the study's own directory, the mode and whether to show progress bars, plus
 any keyword options it supports (the command line forwards only the options a user gives,
@@ -37,8 +38,8 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
-__all__ = ["ENTRY_POINT_GROUP", "RUNTIME_KEYWORDS", "Study", "UnknownStudyError", "get_study",
-           "load_studies"]
+__all__ = ["ENTRY_POINT_GROUP", "RUNTIME_KEYWORDS", "Study", "UnknownStudyError", "check_count",
+           "get_study", "load_studies"]
 
 #: The entry-point group that lists the studies.
 ENTRY_POINT_GROUP = "lesample.studies"
@@ -57,6 +58,9 @@ class Study:
     description: str
     run: Callable[..., Path]
     order: int = 100
+    #: ``check(mode, **options)``: raises ``ValueError`` naming a bad option, before any
+    #: work starts (``lesample run`` checks every study's options before running the first).
+    check: Callable[..., object] | None = None
 
     def __post_init__(self):
         if not self.name or not self.name.replace("_", "").replace("-", "").isalnum():
@@ -89,10 +93,24 @@ class Study:
         fixed = list(inspect.signature(self.run).parameters)[:3]
         return var_kw and option not in fixed and option not in RUNTIME_KEYWORDS
 
+    def validate(self, mode: str, options: dict) -> None:
+        """Check ``options`` (those this study accepts) with the study's ``check``;
+        ``ValueError`` naming the option if one is bad."""
+        if self.check is not None:
+            self.check(mode, **{k: v for k, v in options.items() if self.accepts(k)})
+
     def takes_executor(self) -> bool:
         """Whether ``run`` takes the ``executor`` keyword (spreads its cells over a pool)."""
         params = inspect.signature(self.run).parameters
         return "executor" in params
+
+
+def check_count(name: str, value) -> int:
+    """A study option that counts something (seeds, epochs): an int >= 1, else a
+    ``ValueError`` naming the option (no ``seeds or default``: 0 is an error)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be an integer >= 1; got {value!r}")
+    return value
 
 
 class UnknownStudyError(KeyError):

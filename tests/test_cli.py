@@ -165,3 +165,125 @@ def test_studies_cache_compiled_programs_on_disk(tmp_path, monkeypatch, fake_reg
         assert jax.config.jax_compilation_cache_dir == chosen
     finally:
         jax.config.update("jax_compilation_cache_dir", before)
+
+
+# --------------------------------------------------------------------------- executors
+
+
+def grid_cell(cell):
+    if cell["seed"] == 1:
+        raise ValueError("cell one always fails")
+    return pd.DataFrame({"x": [cell["seed"] * 0.5]})
+
+
+@pytest.fixture
+def grid_study(monkeypatch):
+    """A study that runs its cells on the command line's executor; seed 1 always fails."""
+    from lesample.executor import run_grid
+
+    seen = []
+
+    def run(out_dir, mode, progress, *, seeds=3, executor=None):
+        seen.append(executor)
+        grid = run_grid(out_dir / "cells", [{"seed": s} for s in range(seeds)], grid_cell,
+                        executor=executor, progress=progress, desc="grid")
+        rep = Report("Grid study", intro="Cells on an executor.")
+        grid.add_to(rep)
+        return rep.write(out_dir / "report.html")
+
+    module = types.ModuleType("grid_study_for_tests")
+    module.GRID = registry.Study("grid", "Cells on an executor", run)
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    use_entry_points(monkeypatch, grid=f"{module.__name__}:GRID")
+    return seen
+
+
+def test_failed_cells_are_reported_and_the_run_exits_1(tmp_path, capsys, grid_study):
+    argv = ["study", "grid", "--out", str(tmp_path), "--executor", "serial", "--retries", "1"]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "grid: cell failed (ValueError: cell one always fails): seed=1" in err
+    assert "study 'grid': 1 cell(s) failed" in err and "Traceback" not in err
+    report = (tmp_path / "grid" / "report.html").read_text()
+    assert "How the cells ran" in report and "cell one always fails" in report
+    assert "grid/report.html" in (tmp_path / "index.html").read_text()
+    (executor,) = grid_study
+    assert executor.kind == "serial" and executor.retries == 1
+    assert "executor" not in registry.load_studies()["grid"].options()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--workers", "0"], "--workers: expected an integer >= 1, got '0'"),
+    (["--retries", "-1"], "--retries: expected an integer >= 0, got '-1'"),
+    (["--executor", "threads"], "invalid choice: 'threads'"),
+    (["--executor", "serial", "--workers", "2"], "--executor serial runs one cell at a time"),
+    (["--executor", "process", "--scheduler", "tcp://h:1"],
+     "--scheduler needs --executor dask"),
+])
+def test_executor_options_are_refused_before_any_work(tmp_path, capsys, grid_study, argv,
+                                                      message):
+    assert cli.main(["study", "grid", "--out", str(tmp_path / "r"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert grid_study == [] and not (tmp_path / "r").exists()
+
+
+# --------------------------------------------------------------------------- issue 16, 12-14
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["study", "kmeans", "--seeds", "-1"], "--seeds: expected an integer >= 1, got '-1'"),
+    (["study", "kmeans", "--seeds", "0"], "--seeds: expected an integer >= 1, got '0'"),
+    (["study", "samplers", "-O", "seeds=0"], "study 'samplers': `seeds` must be"),
+    (["study", "kmeans", "-O", "seeds=-1"], "study 'kmeans': `seeds` must be"),
+    (["study", "deepnets", "-O", "seeds=0"], "study 'deepnets': `seeds` must be"),
+    (["study", "deepnets", "-O", "epochs=0"], "study 'deepnets': `epochs` must be"),
+    (["study", "deepnets", "-O", "round_epochs=0"], "`round_epochs` must be"),
+    (["study", "deepnets", "-O", "noise=uniform"], "`noise` must be one of"),
+    (["study", "deepnets", "--model", "allcnn"], "`model`: choose from mnistfc, lenet"),
+    (["study", "deepnets", "--data-dir", "/nonexistent"], "--data-dir /nonexistent is not"),
+    (["run", "--algo", "nosuch"], "study 'deepnets': `algo`: choose from"),
+])
+def test_bad_study_options_exit_2_in_one_line_before_any_work(tmp_path, capsys, monkeypatch,
+                                                              argv, message):
+    """No study runs (each real runner is replaced by one that fails the test), nothing is
+    written, and the error is one line naming the option."""
+    import dataclasses
+
+    for name, study in registry.load_studies().items():
+        def refuse(out_dir, mode, progress, *, seeds=None, executor=None, _name=name):
+            raise AssertionError(f"study {_name} ran")
+        mine = dataclasses.replace(study, run=_with_signature(refuse, study.run))
+        monkeypatch.setattr(sys.modules[f"studies.{name}"], "STUDY", mine)
+    assert cli.main([*argv, "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert [line for line in err.splitlines() if "error" in line] == [
+        line for line in err.splitlines() if message in line]  # one error line
+    assert not (tmp_path / "r").exists()
+
+
+def _with_signature(fn, like):
+    """``fn`` presented with the signature of ``like`` (so the options it accepts match)."""
+    import functools
+    import inspect
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return fn(*args)
+
+    wrapper.__signature__ = inspect.signature(like)
+    return wrapper
+
+
+def test_model_help_names_only_models_a_study_runs(capsys):
+    assert cli.main(["study", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "allcnn" not in out and "mnistfc,lenet" in out
+
+
+def test_index_of_a_missing_directory_exits_2(tmp_path, capsys):
+    missing = tmp_path / "nonexistent"
+    assert cli.main(["index", "--out", str(missing)]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert not missing.exists()

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lesample.registry import Study
+from lesample.registry import Study, check_count
 
 MODELS = ("mnistfc", "lenet")
+NOISES = ("rademacher", "gaussian")
 ALGOS = ("sgd", "entropy_sgd", "hj", "heat", "elastic_sgd", "parle")
 
 #: Per mode: training rows (None: all), batch, effective epochs, learning-rate drop
@@ -34,13 +35,17 @@ MODES = {
 }
 
 
-def _names(value, allowed, canonical=str) -> list[str]:
+def _names(option: str, value, allowed, canonical=str) -> list[str]:
     if value is None:
         return list(allowed)
-    names = [canonical(v.strip()) for v in str(value).split(",") if v.strip()]
+    try:
+        names = [canonical(v.strip()) for v in str(value).split(",") if v.strip()]
+    except ValueError:
+        names = []
     bad = [n for n in names if n not in allowed]
     if bad or not names:
-        raise ValueError(f"choose from {', '.join(allowed)}; got {value!r}")
+        raise ValueError(f"`{option}`: choose from {', '.join(allowed)} (comma-separated); "
+                         f"got {value!r}")
     return names
 
 
@@ -53,21 +58,32 @@ def plan(mode: str, *, seeds=None, model=None, algo=None, epochs=None, round_epo
 
     settings = dict(MODES[mode])
     if epochs is not None:
-        settings["epochs"] = int(epochs)
-        settings["drop_every"] = max(1, int(epochs) // 2)
+        settings["epochs"] = check_count("epochs", epochs)
+        settings["drop_every"] = max(1, settings["epochs"] // 2)
     if round_epochs is not None:
-        settings["round_epochs"] = int(round_epochs)
-    num_seeds = settings["seeds"] if seeds is None else int(seeds)
+        settings["round_epochs"] = check_count("round_epochs", round_epochs)
+    if noise not in NOISES:
+        raise ValueError(f"`noise` must be one of {', '.join(NOISES)}; got {noise!r}")
+    num_seeds = settings["seeds"] if seeds is None else check_count("seeds", seeds)
     cells = [
         dict(model=m, algo=a, seed=s, epochs=settings["epochs"],
              batch_size=settings["batch_size"], drop_every=settings["drop_every"],
              noise=noise, eval_rows=settings["eval_rows"],
              unroll=False)  # the default, kept: cell keys (checkpoint names) include it
         for s in range(num_seeds)
-        for m in _names(model, MODELS, str.lower)
-        for a in _names(algo, ALGOS, canonical_algorithm)
+        for m in _names("model", model, MODELS, str.lower)
+        for a in _names("algo", algo, ALGOS, canonical_algorithm)
     ]
     return settings, with_replicas(cells, replicas)
+
+
+def check(mode: str, *, data_dir: Path | None = None, **options) -> None:
+    """Refuse bad options before any work starts: those of :func:`plan`, and a ``data_dir``
+    that is not a folder."""
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise ValueError(f"--data-dir {data_dir} is not a folder: give the folder that holds "
+                         "the data set's files")
+    plan(mode, **options)
 
 
 def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None,
@@ -88,4 +104,5 @@ def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None,
 
 STUDY = Study("deepnets", "SGD, Entropy-SGD, HJ, HEAT, Elastic-SGD and Parle on mnistfc and "
               "LeNet (Fashion-MNIST): "
-              "validation error at equal effective epochs (paper Table 1)", run, order=2)
+              "validation error at equal effective epochs (paper Table 1)", run, order=2,
+              check=check)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lesample.registry import Study
+from lesample.registry import Study, check_count
 
 INSTANCES = ("unequal", "pair", "groups")
 
@@ -49,30 +49,47 @@ def label(method: dict) -> str:
 def grid(mode: str, seeds: int | None = None) -> tuple[int, int]:
     """Trials per instance x method, and k-means++ restarts for the best-known minimum."""
     quick = mode == "quick"
-    return seeds or (10 if quick else 100), 50 if quick else 200
+    trials = (10 if quick else 100) if seeds is None else check_count("seeds", seeds)
+    return trials, 50 if quick else 200
 
 
-def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None) -> Path:
-    from lesample.store import publish, run_cells, write_csv
-    from studies.kmeans.cells import best_known, run_cell
+def reference(cell: dict):
+    """The best-known minimum of a reference cell (module level: workers import it)."""
+    from studies.kmeans.cells import best_known
+
+    return best_known(cell["instance"], cell["instance_seed"], cell["restarts"])
+
+
+def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None,
+        executor=None) -> Path:
+    from lesample.executor import run_grid
+    from lesample.store import publish, write_csv
+    from studies.kmeans.cells import run_cell
     from studies.kmeans.report import write_report
 
     trials, restarts = grid(mode, seeds)
     ref_cells = [dict(kind="reference", instance=i, instance_seed=0, restarts=restarts,
                       version=2) for i in INSTANCES]
-    refs = run_cells(out_dir / "cells", ref_cells,
-                     lambda c: best_known(c["instance"], c["instance_seed"], c["restarts"]),
-                     progress=progress, desc="kmeans reference")
+    ref_run = run_grid(out_dir / "cells", ref_cells, reference, executor=executor,
+                       progress=progress, desc="kmeans reference")
+    if len(ref_run.failed):  # every trial is scored against the references
+        raise RuntimeError(f"the k-means reference cells failed: "
+                           f"{'; '.join(ref_run.failed.error)}")
+    refs = ref_run.results
     cells = [dict(kind="trials", instance=i, instance_seed=0, method=m, label=label(m),
                   trials=trials,
                   hyper=HYPER[mode], version=2) for i in INSTANCES for m in methods(mode)]
-    results = run_cells(out_dir / "cells", cells, run_cell, progress=progress, desc="kmeans")
+    grid_run = run_grid(out_dir / "cells", cells, run_cell, executor=executor,
+                        progress=progress, desc="kmeans")
+    results = grid_run.results
     with publish(out_dir) as stage:  # all outputs or none: never new data under an old report
         write_csv(refs, stage / "reference.csv")
         write_csv(results, stage / "results.csv")
-        write_report(results, refs, stage, mode=mode, hyper=HYPER[mode], restarts=restarts)
+        write_csv(grid_run.failed, stage / "failed.csv")
+        write_report(results, refs, stage, mode=mode, hyper=HYPER[mode], restarts=restarts,
+                     execution=grid_run)
     return out_dir / "report.html"
 
 
 STUDY = Study("kmeans", "Local-entropy k-means against Lloyd and mini-batch k-means "
-              "over many random starts", run, order=1)
+              "over many random starts", run, order=1, check=grid)

@@ -96,7 +96,7 @@ def _figure(results: pd.DataFrame, refs: pd.DataFrame):
 
 
 def write_report(results: pd.DataFrame, refs: pd.DataFrame, out_dir: Path, *, mode: str,
-                 hyper: dict, restarts: int) -> Path:
+                 hyper: dict, restarts: int, execution=None) -> Path:
     summary = summarise(results, refs)
     eq = equal_time(summary)
     modes = failure_modes(results, refs)
@@ -199,4 +199,6 @@ def write_report(results: pd.DataFrame, refs: pd.DataFrame, out_dir: Path, *, mo
                    "edge labelled with the most extreme value (and their count).")
     rep.add_text("Data: [results.csv](results.csv) (one row per trial), "
                  "[reference.csv](reference.csv).")
+    if execution is not None:  # a lesample.executor.GridResult
+        execution.add_to(rep)
     return rep.write(out_dir / "report.html")

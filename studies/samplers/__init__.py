@@ -11,18 +11,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lesample.registry import Study
+from lesample.registry import Study, check_count
 
 REFERENCE = dict(sampler="ula", step_size=0.1, estimator="exponential", L=20)
 
 
-def settings(lipschitz: float, minibatch: bool = False, quick: bool = False,
+def settings(max_curvature: float, minibatch: bool = False, quick: bool = False,
              peers: bool = True) -> list[dict]:
-    """Sampler settings for a target whose ``H`` has curvature at most ``lipschitz``:
+    """Sampler settings for a target whose ``H`` has curvature at most ``max_curvature``:
     steps as fractions of the stability limits (``2/L`` overdamped, ``2/sqrt(L)`` BAOAB).
     Quick mode keeps one or two per sampler, and on the mini-batch target (digits) the
     one-gradient kernels only (NUTS there costs ~10 min a cell). ``peers``: add BlackJAX."""
-    inv, inv_sqrt = 1.0 / lipschitz, lipschitz**-0.5
+    inv, inv_sqrt = 1.0 / max_curvature, max_curvature**-0.5
     lean = quick and minibatch
     pick = (lambda full, short: short) if quick else (lambda full, short: full)
     out = [dict(sampler="ula", step_size=0.1)]  # the reference step, in absolute units
@@ -58,7 +58,8 @@ def target_settings(name: str, mode: str) -> list[dict]:
     from studies.samplers.targets import get_target
 
     tgt = get_target(name)
-    out = settings(tgt.lipschitz, tgt.num_data > 0, quick=mode == "quick" or name not in HEADLINE,
+    out = settings(tgt.max_curvature, tgt.num_data > 0,
+                   quick=mode == "quick" or name not in HEADLINE,
                    peers=mode == "full" or name.startswith("gauss"))
     if tgt.x.size >= 1000:
         out = [s for s in out if not s["sampler"].endswith("nuts")]
@@ -77,7 +78,7 @@ def grid(mode: str, seeds: int | None = None) -> tuple[dict[str, int], list[int]
     targets, on which the L = 20 findings rest, get ``seeds`` (default 2 quick, 10 full);
     the full grid's breadth targets get at most ``BREADTH_SEEDS``."""
     quick = mode == "quick"
-    num_seeds = seeds or (2 if quick else 10)
+    num_seeds = (2 if quick else 10) if seeds is None else check_count("seeds", seeds)
     breadth = [] if quick else (  # digits' NUTS reference alone takes ~3 min on a fresh machine
         ["digits-g1-b1797"]
         + [f"gauss-d{d}-k{k}-g10-b{b}" for d in (10, 100, 1000) for k in (1, 100)
@@ -90,7 +91,9 @@ def grid(mode: str, seeds: int | None = None) -> tuple[dict[str, int], list[int]
     return targets, budgets
 
 
-def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None) -> Path:
+def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None,
+        executor=None) -> Path:
+    from lesample.executor import run_grid
     from lesample.store import publish, run_cells, write_csv
     from studies.samplers.cells import run_cell
     from studies.samplers.efficiency import efficiency_table
@@ -103,10 +106,14 @@ def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None) -
         for s in target_settings(t, mode)
         for seed in range(num_seeds)
     ]
-    results = run_cells(out_dir / "cells", cells, run_cell, progress=progress, desc="samplers")
+    grid_run = run_grid(out_dir / "cells", cells, run_cell, executor=executor,
+                        progress=progress, desc="samplers")
+    results = grid_run.results
     quick = mode == "quick"
     # Quick mode times NUTS at 4 chains only: at 64 chains it was no faster per ESS (see a full
     # run's efficiency.csv) and its vectorised adaptation alone takes minutes on a CPU.
+    # ESS per second is timed here, in this process, once the grid is done: alone on the
+    # machine's cores whatever the executor, so comparable with a serial run.
     eff_cell = dict(kind="efficiency", num_draws=2_000 if quick else 20_000,
                     nuts_draws=250 if quick else 2_000,
                     nuts_chain_counts=[4] if quick else [4, 64], version=3)
@@ -117,8 +124,10 @@ def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None) -
     with publish(out_dir) as stage:  # all outputs or none: never new data under an old report
         write_csv(results, stage / "results.csv")
         write_csv(eff, stage / "efficiency.csv")
-        write_report(results, eff, stage, mode=mode)
+        write_csv(grid_run.failed, stage / "failed.csv")
+        write_report(results, eff, stage, mode=mode, execution=grid_run)
     return out_dir / "report.html"
 
 
-STUDY = Study("samplers", "Inner-loop samplers: gradient error, W2, ESS against L", run, order=0)
+STUDY = Study("samplers", "Inner-loop samplers: gradient error, W2, ESS against L", run, order=0,
+              check=grid)

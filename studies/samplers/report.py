@@ -249,7 +249,8 @@ def console_summary(summary: pd.DataFrame, l20_table: pd.DataFrame) -> str:
                 f"{l20_table.to_string(index=False, float_format='%.3g')}")
 
 
-def write_report(results: pd.DataFrame, eff: pd.DataFrame, out_dir: Path, mode: str) -> Path:
+def write_report(results: pd.DataFrame, eff: pd.DataFrame, out_dir: Path, mode: str,
+                 execution=None) -> Path:
     summary = summarise(results)
     l20_lines, l20_table = l20_findings(summary)
     print(console_summary(summary, l20_table))
@@ -294,4 +295,7 @@ def write_report(results: pd.DataFrame, eff: pd.DataFrame, out_dir: Path, mode: 
     for target, rows in shown.groupby("target", sort=False):
         rep.add_table(rows[cols], caption=f"{target}: every setting at L = 20 and the largest "
                       "L (means over seeds); the full table is results.csv.", max_rows=400)
+    if execution is not None:  # a lesample.executor.GridResult
+        execution.add_to(rep, "The ESS-per-second table ran alone, in the main process, "
+                              "after the grid.")
     return rep.write(out_dir / "report.html")

@@ -1,0 +1,126 @@
+"""Wall time of a study sweep on each executor, measured in one run: a fixed grid of the sampler
+study's quick cells run serially, on a local process pool of ``--workers`` workers, and on a
+Dask ``LocalCluster`` of as many single-threaded worker processes.
+
+Each variant runs in a fresh Python process (nothing compiled in its memory) into a new cell
+store, and its time covers starting the workers, running every cell and saving the results
+(not the interpreter's own start). All variants share one on-disk JAX compilation cache,
+which an untimed serial run fills first, so no variant pays for compiling that another does
+not. The variants then run in turn, ``--rounds`` times, and each round's ratios (pool time
+over serial time) are printed with their medians. The numeric columns of every variant's
+results are compared with the serial run's (all but the timing columns ``seconds`` and
+``ess_per_second``): a cell's result must not depend on where it ran.
+
+The load average is printed before and after: on a machine shared with other work the
+ratios are only as good as the cores the pool actually got.
+
+Usage: ``python benchmarks/sweep.py [--cells N] [--workers N] [--rounds N] [--no-dask]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+TIMING_COLUMNS = ("seconds", "ess_per_second")
+
+#: One variant, run as a child process: prints its wall time as JSON on the last line.
+CHILD = textwrap.dedent("""
+    import json, sys, time
+    from lesample.executor import CellExecutor, run_grid
+    from studies.samplers.cells import run_cell
+    kind, workers, store, cells = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    cells = json.loads(open(cells).read())
+    start = time.perf_counter()
+    with CellExecutor(kind, workers) as ex:
+        grid = run_grid(store, cells, run_cell, executor=ex, progress=False)
+    seconds = time.perf_counter() - start
+    grid.results.to_csv(store + ".csv", index=False)
+    print(json.dumps(dict(seconds=seconds, failed=len(grid.failed))))
+""")
+
+
+def quick_cells(n: int) -> list[dict]:
+    """The first ``n`` cells of ``lesample study samplers --quick``, in its order, spread
+    over its targets (every ``k``-th cell)."""
+    from studies.samplers import grid, target_settings
+
+    targets, budgets = grid("quick")
+    cells = [dict(target=t, **s, seed=seed, num_chains=32, budgets=budgets, version=1)
+             for t, num_seeds in targets.items() for s in target_settings(t, "quick")
+             for seed in range(num_seeds)]
+    step = max(1, len(cells) // n)
+    return cells[::step][:n]
+
+
+def run_variant(kind: str, workers: int, cells_file: Path, store: Path, env: dict) -> float:
+    out = subprocess.run([sys.executable, "-c", CHILD, kind, str(workers), str(store),
+                          str(cells_file)], env=env, capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"{kind} run failed:\n{out.stderr[-3000:]}")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    if result["failed"]:
+        raise RuntimeError(f"{kind} run: {result['failed']} cells failed")
+    return result["seconds"]
+
+
+def max_difference(a: pd.DataFrame, b: pd.DataFrame) -> float:
+    """Largest absolute difference between the numeric non-timing columns (NaN = NaN)."""
+    cols = [c for c in a.select_dtypes("number").columns if c not in TIMING_COLUMNS]
+    x, y = a[cols].to_numpy(np.float64), b[cols].to_numpy(np.float64)
+    same = (x == y) | (np.isnan(x) & np.isnan(y))
+    return float(np.where(same, 0.0, np.abs(x - y)).max(initial=0.0))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cells", type=int, default=16, help="cells in the grid")
+    parser.add_argument("--workers", type=int, default=2, help="workers of the pools")
+    parser.add_argument("--rounds", type=int, default=1, help="timed runs of each variant")
+    parser.add_argument("--no-dask", action="store_true", help="skip the Dask LocalCluster")
+    args = parser.parse_args()
+    kinds = ["serial", "process"] + ([] if args.no_dask else ["dask"])
+
+    with tempfile.TemporaryDirectory(prefix="sweep-") as tmp:
+        tmp = Path(tmp)
+        cells = quick_cells(args.cells)
+        cells_file = tmp / "cells.json"
+        cells_file.write_text(json.dumps(cells))
+        env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(tmp / "jax-cache"))
+        print(f"grid: {len(cells)} cells of `lesample study samplers --quick`; "
+              f"{os.cpu_count()} cores; load average before: "
+              f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
+        warm = run_variant("serial", 1, cells_file, tmp / "warm", env)
+        print(f"untimed serial run filling the compilation cache: {warm:.1f} s", flush=True)
+        rows = []
+        for r in range(args.rounds):
+            times = {}
+            for kind in kinds:
+                workers = 1 if kind == "serial" else args.workers
+                times[kind] = run_variant(kind, workers, cells_file, tmp / f"{kind}{r}", env)
+            rows.append(times)
+            print(f"round {r + 1}: " + ", ".join(f"{k} {t:.1f} s" for k, t in times.items())
+                  + "; ratios: " + ", ".join(f"{k}/serial {times[k] / times['serial']:.2f}"
+                                             for k in kinds[1:]), flush=True)
+        serial = pd.read_csv(tmp / "serial0.csv")
+        print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+        table = pd.DataFrame(rows)
+        for kind in kinds[1:]:
+            ratio = np.median(table[kind] / table["serial"])
+            diff = max_difference(serial, pd.read_csv(tmp / f"{kind}0.csv"))
+            print(f"{kind} ({args.workers} workers) / serial wall time: median ratio "
+                  f"{ratio:.2f} over {args.rounds} round(s) (target <= 0.6); "
+                  f"largest difference of the results' numeric columns from serial: {diff:.3g}")
+
+
+if __name__ == "__main__":
+    main()

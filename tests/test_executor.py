@@ -1,0 +1,209 @@
+"""lesample.executor: a grid of cells on the serial, process-pool and Dask executors gives the
+same results; failing cells are retried, then recorded; a killed worker or parent loses
+nothing."""
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lesample.executor import CellExecutor, run_grid
+from lesample.store import CellStore
+
+# Cell functions live at module level: process and Dask workers import them by name.
+
+
+def jax_cell(cell):
+    """A small seeded JAX computation, plus where it ran (not part of the comparison)."""
+    import jax
+    import jax.numpy as jnp
+
+    x = jax.random.normal(jax.random.key(cell["seed"]), (8, 8))
+    return pd.DataFrame({"trace": [float(jnp.trace(x @ x.T))],
+                         "total": [float(jnp.sum(jnp.tanh(x)))],
+                         "pid": [os.getpid()]})
+
+
+def flaky_cell(cell):
+    """Raises on its first call (a marker file remembers it across processes)."""
+    marker = Path(cell["marker"])
+    if cell.get("flaky") and not marker.exists():
+        marker.write_text("raised once")
+        raise RuntimeError("transient failure")
+    return pd.DataFrame({"value": [cell["seed"] * 2.0]})
+
+
+def raising_cell(cell):
+    if cell["seed"] == 1:
+        raise ValueError("this cell always fails")
+    return pd.DataFrame({"value": [cell["seed"] * 2.0]})
+
+
+def killing_cell(cell):
+    """Kills its own worker (SIGKILL) on its first call, mid-cell."""
+    marker = Path(cell["marker"])
+    if cell.get("kill") and not marker.exists():
+        marker.write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+    return pd.DataFrame({"value": [cell["seed"] * 2.0]})
+
+
+def logged_cell(cell):
+    """Sleeps, then logs its call (one line per call) for the resume test."""
+    time.sleep(cell["sleep"])
+    with open(cell["log"], "a") as fh:
+        fh.write(f"{cell['seed']}\n")
+    return pd.DataFrame({"value": [cell["seed"] ** 0.5]})
+
+
+GRID = [dict(seed=s) for s in range(6)]
+
+
+def numeric(df: pd.DataFrame) -> pd.DataFrame:
+    return df.drop(columns="pid").sort_values("seed").reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with CellExecutor("process", 2) as ex:
+        yield ex
+
+
+@pytest.fixture(scope="module")
+def serial_results(tmp_path_factory):
+    return run_grid(tmp_path_factory.mktemp("serial"), GRID, jax_cell, progress=False).results
+
+
+@pytest.mark.slow  # starts worker processes (each imports JAX)
+def test_process_pool_gives_the_serial_results(tmp_path, pool, serial_results):
+    got = run_grid(tmp_path, GRID, jax_cell, executor=pool, progress=False)
+    assert got.failed.empty and got.concurrency == 2 and got.executor == "process"
+    assert got.results.pid.nunique() >= 1 and os.getpid() not in set(got.results.pid)
+    pd.testing.assert_frame_equal(numeric(got.results), numeric(serial_results))
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_gives_the_serial_results(tmp_path, serial_results):
+    pytest.importorskip("distributed")
+    with CellExecutor("dask", 2) as ex:
+        got = run_grid(tmp_path, GRID, jax_cell, executor=ex, progress=False)
+    assert got.failed.empty and got.concurrency == 2 and got.executor == "dask"
+    assert os.getpid() not in set(got.results.pid)
+    pd.testing.assert_frame_equal(numeric(got.results), numeric(serial_results))
+
+
+@pytest.mark.slow  # starts worker processes (each imports JAX)
+def test_a_cell_that_raises_once_is_retried_and_succeeds(tmp_path, pool):
+    cells = [dict(seed=s, flaky=s == 2, marker=str(tmp_path / f"m{s}")) for s in range(4)]
+    got = run_grid(tmp_path / "cells", cells, flaky_cell, executor=pool, retries=1,
+                   progress=False)
+    assert got.failed.empty
+    assert (tmp_path / "m2").read_text() == "raised once"
+    assert sorted(got.results.value) == [0.0, 2.0, 4.0, 6.0]
+
+
+@pytest.mark.parametrize("kind", ["serial", pytest.param("process", marks=pytest.mark.slow)])
+def test_a_cell_that_always_raises_is_recorded_and_the_others_finish(tmp_path, pool, kind):
+    ex = pool if kind == "process" else CellExecutor("serial")
+    before = len(ex.failed)
+    cells = [dict(seed=s) for s in range(4)]
+    got = run_grid(tmp_path, cells, raising_cell, executor=ex, retries=2, progress=False)
+    assert sorted(got.results.seed) == [0, 2, 3]
+    assert got.failed.to_dict("records") == [
+        dict(seed=1, attempts=3, error="ValueError: this cell always fails")]
+    assert not CellStore(tmp_path).has(cells[1])
+    assert ex.failed[before:] == [("cells", "seed=1", "ValueError: this cell always fails")]
+    assert "1 cell(s) failed after every retry" in got.note()
+
+
+@pytest.mark.slow  # starts worker processes (each imports JAX)
+def test_a_killed_worker_is_replaced_and_its_cell_rerun(tmp_path, pool):
+    cells = [dict(seed=s, kill=s == 1, marker=str(tmp_path / f"k{s}")) for s in range(4)]
+    restarts = pool.restarts
+    got = run_grid(tmp_path / "cells", cells, killing_cell, executor=pool, progress=False)
+    assert (tmp_path / "k1").exists()  # the worker did die
+    assert pool.restarts == restarts + 1
+    assert got.failed.empty
+    assert sorted(got.results.value) == [0.0, 2.0, 4.0, 6.0]
+
+
+@pytest.mark.slow  # starts worker processes (each imports JAX)
+def test_killing_the_parent_and_restarting_resumes_nothing_lost_or_duplicated(tmp_path):
+    log = tmp_path / "calls.log"
+    cells = [dict(seed=s, sleep=0.3, log=str(log)) for s in range(8)]
+    store = tmp_path / "cells"
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from lesample.executor import CellExecutor, run_grid
+        from test_executor import logged_cell
+        with CellExecutor("process", 2) as ex:
+            run_grid({str(store)!r}, {cells!r}, logged_cell, executor=ex, progress=False)
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while len(list(store.glob("*.json"))) < 2:
+            assert parent.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "no cell finished in time"
+            time.sleep(0.05)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(parent.pid, signal.SIGKILL)  # the orphaned workers too
+    saved_before = {c["seed"] for c in CellStore(store).cells()}
+    assert 2 <= len(saved_before) < len(cells)
+    calls_before = log.read_text().split()
+
+    again = run_grid(store, cells, logged_cell, progress=False)
+    assert again.resumed == len(saved_before)
+    assert sorted(again.results.seed) == list(range(8))  # each cell exactly once
+    fresh = run_grid(tmp_path / "fresh", cells, logged_cell, progress=False).results
+    pd.testing.assert_frame_equal(again.results, fresh)
+    calls_after = log.read_text().split()[len(calls_before):]
+    rerun = [int(s) for s in calls_after[: len(calls_after) - len(cells)]]
+    assert not saved_before & set(rerun)  # no finished cell was computed again
+    assert len(rerun) == len(cells) - len(saved_before)
+
+
+def test_progress_off_a_terminal_prints_one_line_per_cell_and_the_resumed_count(
+        tmp_path, capsys):
+    cells = [dict(seed=s) for s in range(3)]
+    run_grid(tmp_path, cells[:1], flaky_cell_safe, desc="demo")
+    out = capsys.readouterr().out
+    assert "demo: cell 1/1 done" in out
+    run_grid(tmp_path, cells, flaky_cell_safe, desc="demo")
+    out = capsys.readouterr().out
+    assert "demo: resuming: 1 of 3 cells already done" in out
+    assert "demo: cell 2/3 done" in out and "demo: cell 3/3 done" in out
+    run_grid(tmp_path, cells, flaky_cell_safe, desc="demo", progress=False)
+    assert capsys.readouterr().out == ""
+
+
+def flaky_cell_safe(cell):
+    return pd.DataFrame({"value": [float(cell["seed"])]})
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(kind="threads"), "executor must be one of serial, process, dask"),
+    (dict(kind="process", workers=0), "workers must be a positive int"),
+    (dict(kind="process", scheduler="tcp://h:1"), "needs the dask executor"),
+    (dict(kind="serial", retries=-1), "retries must be an int >= 0"),
+])
+def test_bad_executor_arguments_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        CellExecutor(**kwargs)
+
+
+def test_results_must_be_dataframes(tmp_path):
+    got = run_grid(tmp_path, [dict(seed=0)], dict, retries=0, progress=False)
+    assert got.failed.error[0] == "TypeError: the cell function must return a pandas " \
+                                  "DataFrame, got dict"
