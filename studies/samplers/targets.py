@@ -30,7 +30,7 @@ class StudyTarget(NamedTuple):
     beta: float
     true_grad: np.ndarray
     w2_row: Callable[[np.ndarray, int], dict]  # (samples (n, d), seed) -> {w2, w2_floor}
-    lipschitz: float  # largest curvature of H: a scale for stable step sizes
+    max_curvature: float  # largest eigenvalue of H's Hessian: a scale for stable step sizes
     num_data: int = 0  # > 0: the loss takes a mini-batch of row indices, loss(w, idx)
 
 
