@@ -5,13 +5,22 @@ Conventions (docs/conventions.md): ``gamma`` is the scope, ``beta`` the inverse 
 ``grad f_gamma(x) = (x - E_rho[y]) / gamma``.
 """
 
+import warnings
+
 from lesample import optim
-from lesample.estimators import ExponentialAverage, LastIterate, TimeAverage, chain_mean
+from lesample.estimators import (
+    Estimator,
+    ExponentialAverage,
+    LastIterate,
+    TimeAverage,
+    chain_mean,
+)
 from lesample.gaussian import GaussianCase
+from lesample.inner import DEFAULT_ESTIMATORS, InnerResult, estimate_mean
 from lesample.kmeans import LocalEntropyKMeans
 from lesample.local_entropy import LocalEntropyInfo, local_entropy_grad
 from lesample.samplers import (
-    SAMPLERS,
+    KERNELS,
     DivergenceError,
     DivergenceWarning,
     SamplingAlgorithm,
@@ -37,7 +46,10 @@ __all__ = [
     "LocalEntropyTarget",
     "local_entropy_target",
     "rho2_target",
-    "SAMPLERS",
+    "estimate_mean",
+    "InnerResult",
+    "KERNELS",
+    "DEFAULT_ESTIMATORS",
     "SamplingAlgorithm",
     "Trace",
     "DivergenceError",
@@ -50,9 +62,19 @@ __all__ = [
     "baoab",
     "hj",
     "numpyro_hmc",
+    "Estimator",
     "TimeAverage",
     "ExponentialAverage",
     "LastIterate",
     "chain_mean",
     "optim",
 ]
+
+
+def __getattr__(name):
+    if name == "SAMPLERS":  # deprecated: it mapped a sampler to its default estimator
+        warnings.warn("`lesample.SAMPLERS` is deprecated: the sampler names are "
+                      "`lesample.KERNELS`, the default estimator of each is "
+                      "`lesample.DEFAULT_ESTIMATORS`.", DeprecationWarning, stacklevel=2)
+        return DEFAULT_ESTIMATORS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

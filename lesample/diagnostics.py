@@ -29,6 +29,8 @@ import numpy as np
 import ot
 from arviz_stats.base import array_stats
 
+from lesample.checks import check_positive
+
 PyTree = Any
 
 __all__ = [
@@ -78,16 +80,6 @@ def _check_finite(name: str, arr: np.ndarray, hint: str = "") -> None:
     if not np.all(np.isfinite(arr)):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise ValueError(f"`{name}` contains {bad} non-finite value(s) (nan/inf).{hint}")
-
-
-def _check_positive(name: str, value) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"`{name}` must be a real number > 0; got {value!r}.") from err
-    if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"`{name}` must be a finite number > 0; got {v}.")
-    return v
 
 
 def _gaussian_params(
@@ -454,8 +446,8 @@ def efficiency(ess_values, num_grads, seconds) -> dict[str, float]:
     _check_finite("ess_values", e, " Drop coordinates whose ESS is NaN first.")
     if np.any(e < 0):
         raise ValueError(f"`ess_values` must be >= 0; got min {float(e.min())}.")
-    g = _check_positive("num_grads", num_grads)
-    s = _check_positive("seconds", seconds)
+    g = check_positive("num_grads", num_grads)
+    s = check_positive("seconds", seconds)
     ess_min = float(e.min())
     return {
         "ess_min": ess_min,

@@ -1,7 +1,9 @@
 """Estimators of ``E_rho[y]`` from one trajectory, streamed inside the sampler's scan.
 
-Each estimator is a frozen (hashable) dataclass with pure ``init(position) -> acc``,
-``update(acc, position) -> acc`` and ``result(acc) -> estimate`` (docs/samplers.md):
+An estimator is any object that follows the ``Estimator`` protocol: pure
+``init(position) -> acc``, ``update(acc, position) -> acc`` and ``result(acc) -> estimate``,
+and hashable (it is a static argument of jitted functions: a frozen dataclass is both), see
+docs/samplers.md. Built in:
 
 - ``TimeAverage``: the uniform average of the iterates (eq. 19);
 - ``ExponentialAverage(alpha)``: ``mu <- alpha mu + (1 - alpha) y``, started at the initial
@@ -15,7 +17,7 @@ diverged chains rather than averaging non-finite values in.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +27,7 @@ from lesample import tree
 PyTree = Any
 
 __all__ = [
+    "Estimator",
     "TimeAverage",
     "ExponentialAverage",
     "LastIterate",
@@ -33,6 +36,23 @@ __all__ = [
     "chain_mean",
     "estimate_path",
 ]
+
+
+@runtime_checkable
+class Estimator(Protocol):
+    """A streaming estimator of ``E_rho[y]`` from one chain's states (pure functions).
+
+    ``init(position) -> acc`` starts the accumulator at the chain's first kept state,
+    ``update(acc, position) -> acc`` adds a state, ``result(acc) -> estimate`` gives the
+    estimate (a pytree like ``position``). ``acc`` is any pytree of arrays. Implementations
+    must be hashable (a frozen dataclass), as they are static arguments of ``jax.jit``.
+    """
+
+    def init(self, position: PyTree) -> PyTree: ...
+
+    def update(self, acc: PyTree, position: PyTree) -> PyTree: ...
+
+    def result(self, acc: PyTree) -> PyTree: ...
 
 
 @dataclass(frozen=True)
@@ -90,14 +110,22 @@ class LastIterate:
 ESTIMATORS = {"uniform": TimeAverage, "exponential": ExponentialAverage, "last": LastIterate}
 
 
-def get_estimator(spec):
-    """An estimator from a name (``"uniform"``, ``"exponential"``, ``"last"``) or an instance."""
-    if isinstance(spec, TimeAverage | ExponentialAverage | LastIterate):
+def get_estimator(spec) -> Estimator:
+    """An estimator from a name (``"uniform"``, ``"exponential"``, ``"last"``) or any object
+    following the ``Estimator`` protocol (returned as is)."""
+    if isinstance(spec, str):
+        if spec in ESTIMATORS:
+            return ESTIMATORS[spec]()
+    elif isinstance(spec, Estimator) and not isinstance(spec, type):
+        try:
+            hash(spec)
+        except TypeError:
+            raise TypeError(f"`estimator` must be hashable (e.g. a frozen dataclass): it is a "
+                            f"static argument of jitted functions; got {spec!r}.") from None
         return spec
-    if isinstance(spec, str) and spec in ESTIMATORS:
-        return ESTIMATORS[spec]()
     raise ValueError(
-        f"`estimator` must be one of {sorted(ESTIMATORS)} or an estimator instance; got {spec!r}."
+        f"`estimator` must be one of {sorted(ESTIMATORS)} or an object with init/update/result "
+        f"methods (the `lesample.estimators.Estimator` protocol); got {spec!r}."
     )
 
 

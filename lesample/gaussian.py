@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lesample.target import check_positive
+from lesample.checks import check_positive
 
 __all__ = ["GaussianCase"]
 

@@ -14,10 +14,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lesample.estimators import chain_mean, get_estimator
-from lesample.samplers import SAMPLERS, build_sampler, run_chains
-from lesample.samplers.driver import report_divergence
-from lesample.target import check_finite, check_positive, local_entropy_target, resolve_gamma
+from lesample.checks import check_callable, check_finite, check_scope
+from lesample.estimators import get_estimator
+from lesample.inner import DEFAULT_ESTIMATORS, check_sampler, estimate_mean
+from lesample.samplers import build_sampler, report_divergence
+from lesample.target import local_entropy_target
 
 PyTree = Any
 
@@ -25,11 +26,27 @@ __all__ = ["LocalEntropyInfo", "local_entropy_grad"]
 
 
 class LocalEntropyInfo(NamedTuple):
-    mean: PyTree  # <y>, the estimate of E_rho[y] (pytree like x)
-    chain_estimates: PyTree  # per-chain estimates, leaves (chains, ...)
-    diverged: jax.Array  # (chains,) bool; diverged chains are left out of `mean`
-    num_grads: jax.Array  # gradient evaluations spent, all chains
-    acceptance_rate: jax.Array  # mean Metropolis acceptance (NaN for unadjusted kernels)
+    """What ``local_entropy_grad`` reports besides the gradient.
+
+    mean
+        ``<y>``, the estimate of ``E_rho[y]``: a pytree like ``x``.
+    chain_estimates
+        Each chain's estimate, leaves ``(num_chains, ...)``.
+    diverged
+        ``(num_chains,)`` bool: the chain reached a non-finite state; left out of ``mean``.
+    num_grads
+        int32 scalar: gradient evaluations spent by the transitions, all chains (the
+        kernels' initial gradient excluded).
+    acceptance_rate
+        Float scalar: the mean Metropolis acceptance probability (NaN for unadjusted
+        kernels).
+    """
+
+    mean: PyTree
+    chain_estimates: PyTree
+    diverged: jax.Array
+    num_grads: jax.Array
+    acceptance_rate: jax.Array
 
 
 @functools.partial(
@@ -40,16 +57,13 @@ class LocalEntropyInfo(NamedTuple):
 def _estimate(loss_fn, x, gamma, beta, step_size, key, batches, *, sampler, num_steps, num_chains,
               burn_in, estimator, options):
     target = local_entropy_target(loss_fn, x, gamma, beta)
-    algorithm = build_sampler(sampler, target, step_size, **dict(options))
-    trace = run_chains(
-        algorithm, key, x, num_steps=num_steps, num_chains=num_chains, burn_in=burn_in,
-        batches=batches, estimator=estimator, keep_draws=False,
-    )
-    mean = chain_mean(trace.estimate, trace.diverged)
-    grad = jax.tree_util.tree_map(lambda u, m: (u - m) / gamma, x, mean)
-    acc = getattr(trace.info, "acceptance_rate", None)
+    kernel = build_sampler(sampler, target, step_size, **dict(options))
+    out = estimate_mean(kernel, estimator, x, key, num_steps, batches=batches,
+                        num_chains=num_chains, burn_in=burn_in)
+    grad = jax.tree_util.tree_map(lambda u, m: (u - m) / gamma, x, out.mean)
+    acc = getattr(out.info, "acceptance_rate", None)
     acc = jnp.nan if acc is None else acc.mean()
-    return grad, LocalEntropyInfo(mean, trace.estimate, trace.diverged, trace.num_grads.sum(), acc)
+    return grad, LocalEntropyInfo(out.mean, out.estimates, out.diverged, out.num_grads, acc)
 
 
 def local_entropy_grad(
@@ -76,12 +90,13 @@ def local_entropy_grad(
       x: the parameters, any pytree (flat array, dict, flax NNX ``State``).
       gamma: the scope > 0 (or ``coupling = 1/gamma``); beta: inverse temperature > 0.
       key: a JAX PRNG key.
-      sampler: one of ``lesample.samplers.SAMPLERS``: "ula"/"sgld", "mala", "baoab", "hj",
-        "hmc", "nuts".
+      sampler: one of ``lesample.KERNELS``: "ula"/"sgld", "mala", "baoab", "hj", "hmc",
+        "nuts".
       num_steps: inner steps ``L`` per chain (including ``burn_in``).
       step_size: the inner step (default 0.1, the reference Entropy-SGD ``eta'``).
-      estimator: "exponential" (alpha 0.75), "uniform", "last", or an instance; default
-        depends on the sampler (``SAMPLERS[sampler]``).
+      estimator: "exponential" (alpha 0.75), "uniform", "last", or any object of the
+        ``lesample.Estimator`` protocol; the default
+        depends on the sampler (``lesample.DEFAULT_ESTIMATORS[sampler]``).
       batches: mini-batches with leading axis ``num_steps`` (ula/sgld, baoab, hj).
       sampler_options: kernel options, e.g. ``noise="rademacher"``, ``friction=1.0``,
         ``num_warmup=...``.
@@ -90,15 +105,11 @@ def local_entropy_grad(
     Called eagerly, it warns when some chains diverged and raises ``DivergenceError``
     when all did.
     """
-    gamma = resolve_gamma(gamma, coupling)
-    if sampler not in SAMPLERS:
-        raise ValueError(f"`sampler` must be one of {sorted(SAMPLERS)}; got {sampler!r}.")
-    check_positive("beta", beta, allow_inf=sampler in ("ula", "sgld", "baoab", "hj"))
-    if not callable(loss_fn):
-        raise TypeError(f"`loss_fn` must be callable f(params[, batch]); got {type(loss_fn)}.")
+    gamma = check_scope(gamma, coupling)
+    check_sampler(sampler, step_size, beta, **sampler_options)  # the one check of each
+    check_callable("loss_fn", loss_fn, "f(params[, batch]) returning a scalar")
     check_finite("x", x)
-    check_positive("step_size", step_size)
-    estimator = get_estimator(SAMPLERS[sampler] if estimator is None else estimator)
+    estimator = get_estimator(DEFAULT_ESTIMATORS[sampler] if estimator is None else estimator)
     grad, info = _estimate(
         loss_fn, x, gamma, beta, step_size, key, batches, sampler=sampler, num_steps=num_steps,
         num_chains=num_chains, burn_in=burn_in, estimator=estimator,

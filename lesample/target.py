@@ -15,23 +15,19 @@ pytree (a flat vector, a dict, a flax NNX ``State``). Every function below takes
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from lesample import tree
+from lesample.checks import check_finite, check_positive, check_scope
 
 __all__ = [
     "LocalEntropyTarget",
     "local_entropy_target",
     "rho2_target",
-    "resolve_gamma",
-    "check_positive",
-    "check_finite",
 ]
 
 PyTree = Any
@@ -51,41 +47,6 @@ class LocalEntropyTarget(NamedTuple):
     x: PyTree
     gamma: jax.Array
     beta: jax.Array
-
-
-def check_positive(name: str, value, allow_inf: bool = False) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is > 0 (skipped under tracing)."""
-    if isinstance(value, jax.core.Tracer):
-        return
-    v = np.asarray(value, dtype=float)
-    if v.ndim != 0:
-        raise ValueError(f"`{name}` must be a scalar, got shape {v.shape}.")
-    if not (v > 0) or (math.isinf(v) and not allow_inf) or math.isnan(v):
-        extra = " (inf is allowed: the noise-free limit)" if allow_inf else ""
-        raise ValueError(f"`{name}` must be a finite number > 0{extra}; got {float(v)}.")
-
-
-def check_finite(name: str, params: PyTree) -> None:
-    """Raise ``ValueError`` naming ``name`` if any leaf of a concrete pytree is non-finite."""
-    for leaf in jax.tree_util.tree_leaves(params):
-        if isinstance(leaf, jax.core.Tracer):
-            return
-        if not np.all(np.isfinite(np.asarray(leaf))):
-            raise ValueError(
-                f"`{name}` contains NaN or inf; pass finite parameters "
-                "(a previous step may have diverged: lower the step size)."
-            )
-
-
-def resolve_gamma(gamma=None, coupling=None):
-    """Return the scope ``gamma`` from ``gamma=`` or ``coupling=`` (= 1/gamma), never both."""
-    if (gamma is None) == (coupling is None):
-        raise ValueError("Pass exactly one of `gamma` (the scope) or `coupling` (= 1/gamma).")
-    if coupling is not None:
-        check_positive("coupling", coupling)
-        return 1.0 / coupling
-    check_positive("gamma", gamma)
-    return gamma
 
 
 def _call(loss_fn, params, batch):
@@ -108,8 +69,8 @@ def local_entropy_target(
       gamma: the scope (> 0); or give ``coupling = 1/gamma`` instead.
       beta: inverse temperature (> 0, ``inf`` allowed for the HJ limit).
     """
-    gamma = resolve_gamma(gamma, coupling)
-    check_positive("beta", beta, allow_inf=True)
+    gamma = check_scope(gamma, coupling)
+    beta = check_positive("beta", beta, allow_inf=True)
     check_finite("x", x)
 
     def H(y, batch=None):

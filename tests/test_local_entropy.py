@@ -10,6 +10,7 @@ the terms, times the number of roundings.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -168,7 +169,7 @@ def test_each_sampler_estimates_the_gaussian_local_entropy_gradient(sampler):
         else:  # >= 1 gradient per step
             assert int(info.num_grads) >= kw["num_chains"] * kw["num_steps"]
     g_hat, chain_estimates = np.mean(grads, 0), np.concatenate(estimates)
-    estimator = le.SAMPLERS[sampler]  # the default estimator of each sampler
+    estimator = le.DEFAULT_ESTIMATORS[sampler]  # the default estimator of each sampler
     h, L, burn_in = kw["step_size"], kw["num_steps"], kw.get("burn_in", 0)
     m = CASE.mean(X64)
     if kernel is not None:
@@ -524,3 +525,73 @@ def test_minibatch_sgld_mean_is_the_noise_free_recursion():
     np.testing.assert_array_less(np.abs(np.asarray(grad, np.float64) - expected), q * se)
     assert np.linalg.norm(q * se) < 0.1 * np.linalg.norm(expected)
     assert int(info.num_grads) == C * L
+
+
+# ---------------------------------------------------------------------------------------------
+# (f) extension points: a user's estimator, batches drawn inside the loop (lesample.inner).
+
+
+@dataclasses.dataclass(frozen=True)
+class FirstAndLast:
+    """A user estimator (not one of the library's): the mean of the start and the last state."""
+
+    def init(self, position):
+        return position, position
+
+    def update(self, acc, position):
+        return acc[0], position
+
+    def result(self, acc):
+        return jax.tree_util.tree_map(lambda a, b: (a + b) / 2, *acc)
+
+
+def test_a_user_estimator_following_the_protocol_is_accepted():
+    assert isinstance(FirstAndLast(), le.Estimator)
+    h, gamma, L = 0.1, 0.5, 3
+    grad, _ = le.local_entropy_grad(CASE.loss, X, gamma, math.inf, key=jax.random.key(0),
+                                    sampler="hj", step_size=h, num_steps=L,
+                                    estimator=FirstAndLast())
+    path = hand_hj_path(X64, h, gamma, L)
+    expected = (X64 - (path[0] + path[L]) / 2) / gamma
+    # float32 as in test_estimators_on_hj_match_hand_computed_steps, plus the final average.
+    Y = max(np.abs(p).max() for p in path)
+    G = np.abs(CASE.Q).sum(1).max() * (Y + np.abs(CASE.c).max()) + 2 * Y / gamma
+    tol = ((2 + DIM) * L * EPS32 * (Y + h * G) + 3 * EPS32 * Y) / gamma
+    np.testing.assert_array_less(np.abs(np.asarray(grad, np.float64) - expected), tol)
+    assert np.linalg.norm(tol) < 1e-3 * np.linalg.norm(expected)
+    with pytest.raises(ValueError, match="Estimator"):
+        le.local_entropy_grad(CASE.loss, X, gamma, key=jax.random.key(0), estimator=object())
+
+
+def test_estimate_mean_draws_batches_inside_the_loop():
+    """``batches=batch_fn`` (called with a fresh key each step) gives what the same batches
+    stacked along the step axis give; the HJ kernel ignores its key, so the two agree bit for
+    bit when ``batch_fn`` returns a fixed batch."""
+    rng = np.random.default_rng(5)
+    L, gamma, h = 4, 0.5, 0.2
+    x, batch = f32(rng.normal(size=3)), f32(rng.normal(size=(8, 3)))
+    target = le.local_entropy_target(f_batch, x, gamma, math.inf)
+    kernel = le.hj(target.grad_H, h)
+    stacked = le.estimate_mean(kernel, "last", x, jax.random.key(0), L,
+                               batches=jnp.broadcast_to(batch, (L, *batch.shape)))
+    drawn = le.estimate_mean(kernel, "last", x, jax.random.key(0), L, batches=lambda k: batch)
+    np.testing.assert_array_equal(np.asarray(drawn.mean), np.asarray(stacked.mean))
+    assert int(drawn.num_grads) == L and not bool(drawn.diverged.any())
+    # Random mini-batches (the k-means inner loop): rows gathered by random indices.
+    data = f32(rng.normal(size=(100, 3)) + 2.0)
+    sgld = le.ula(le.local_entropy_target(f_batch, x, gamma, 1e6).grad_H, h, 1e6)
+    out = jax.jit(lambda k: le.estimate_mean(
+        sgld, le.TimeAverage(), x, k, 200,
+        batches=lambda kb: data[jax.random.randint(kb, (10,), 0, 100)]))(jax.random.key(1))
+    # f's minimiser is the data mean m, and H's Hessian is (1 + 1/gamma) I, so y contracts
+    # at r = 1 - h (1 + 1/gamma) per step towards the proximal point (x + gamma m)/(1 + gamma).
+    # The average of N = 200 steps misses it by the transient, at most |x - prox|/((1-r) N),
+    # plus the mini-batch noise: a batch mean of 10 rows drawn with replacement has sd
+    # s/sqrt(10); y's stationary sd is h s/sqrt(10)/sqrt(1 - r^2) (AR(1)), and the average's
+    # that times sqrt((1 + r)/((1 - r) N)). The Langevin noise (beta = 1e6) is negligible.
+    N, r = 200, 1 - h * (1 + 1 / gamma)
+    data64, x64 = np.asarray(data, np.float64), np.asarray(x, np.float64)
+    prox = (x64 + gamma * data64.mean(0)) / (1 + gamma)
+    sd = h * data64.std(0) / np.sqrt(10) / np.sqrt(1 - r**2) * np.sqrt((1 + r) / ((1 - r) * N))
+    tol = 5 * sd + np.abs(x64 - prox) / ((1 - r) * N)
+    np.testing.assert_array_less(np.abs(np.asarray(out.mean) - prox), tol)

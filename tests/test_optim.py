@@ -547,3 +547,11 @@ def test_bad_input_names_the_argument():
     with pytest.raises(TypeError, match="loss_fn"):
         full = optim.entropy_sgd(gamma=0.1, sampler="mala", beta=10.0)
         full.update(None, full.init(x), x, key=jax.random.key(0))
+
+
+@pytest.mark.parametrize("learning_rate", ["0.1", b"0.1", True, [0.1]])
+@pytest.mark.parametrize("name", ["sgd", "heat", "entropy_sgd", "hj"])
+def test_a_learning_rate_that_is_not_a_number_is_rejected(name, learning_rate):
+    """Issue 16 item 10: ``"0.1"`` used to be accepted (``float("0.1")``)."""
+    with pytest.raises(TypeError, match="`learning_rate`"):
+        getattr(optim, name)(learning_rate, **({} if name == "sgd" else {"gamma": 0.1}))

@@ -26,8 +26,7 @@ from scipy import integrate, stats
 
 import lesample as le
 from lesample import diagnostics
-from lesample.noise import normal_like
-from lesample.optim._inner import POSITION_ONLY
+from lesample.noise import noise_like
 from lesample.samplers import DivergenceError, DivergenceWarning, build_sampler, sample
 
 Z_SE = 5.0
@@ -165,7 +164,7 @@ def test_bias_order_on_a_non_gaussian_target(sampler, steps, order, num_chains, 
 
 def test_rademacher_noise_has_the_moments_the_schemes_need():
     n = 2_000_003  # not a multiple of 32: the last word is partly used
-    xi = np.asarray(normal_like(jax.random.key(0), jnp.zeros(n), "rademacher"), np.float64)
+    xi = np.asarray(noise_like(jax.random.key(0), jnp.zeros(n), "rademacher"), np.float64)
     assert set(np.unique(xi)) == {-1.0, 1.0}
     # Mean 0, variance 1, third moment 0 exactly in law; the sample mean of +-1 has sd 1/sqrt(n).
     z = stats.norm.ppf(1 - 1e-6)
@@ -176,7 +175,7 @@ def test_rademacher_noise_has_the_moments_the_schemes_need():
     for k in (1, 2, 31, 32, 33):
         assert abs((xi[k:] * xi[:-k]).mean()) <= z / math.sqrt(n - k)
     # Per leaf of a pytree: independent draws, float dtypes kept.
-    tree = normal_like(jax.random.key(1), {"a": jnp.zeros((64, 64)), "b": jnp.zeros(4096)},
+    tree = noise_like(jax.random.key(1), {"a": jnp.zeros((64, 64)), "b": jnp.zeros(4096)},
                        "rademacher")
     a, b = np.asarray(tree["a"]).ravel(), np.asarray(tree["b"])
     assert abs((a * b).mean()) <= z / math.sqrt(4096)
@@ -231,16 +230,17 @@ def test_divergence_raises_or_is_reported_and_left_out_of_the_mean():
 
 
 @pytest.mark.parametrize("estimator", ["uniform", "exponential", "last"])
-@pytest.mark.parametrize("kernel", POSITION_ONLY)
+@pytest.mark.parametrize("kernel", ["ula", "sgld", "hj"])
 def test_position_only_chains_diverge_iff_their_estimate_is_non_finite(kernel, estimator):
     """What the optimisers' inner loop relies on to skip the per-step divergence test
-    (``lesample.optim._inner.POSITION_ONLY``). At ``|1 - h lambda_max| = 2`` the distance to
+    (``SamplingAlgorithm.position_only``). At ``|1 - h lambda_max| = 2`` the distance to
     the mean doubles each step: starts at 1 and 1e10 stay finite for 40 steps, 1e37 overflows
     float32 within a few; the run is cut so that the start at 1e26 overflows at its last step
     (the hardest case: one non-finite state, in the last estimator update)."""
     target = affine_target()
     lam_max = np.linalg.eigvalsh(AFFINE.A).max()
     algorithm = build_sampler(kernel, target, 3.0 / lam_max)
+    assert algorithm.position_only
     v = np.linalg.eigh(AFFINE.A)[1][:, -1]  # the unstable direction
     starts = jnp.asarray(np.asarray(target.x)[None] + np.outer([1.0, 1e10, 1e26, 1e37], v),
                          jnp.float32)
@@ -286,3 +286,77 @@ def test_driver_bad_input(kwargs, error, name):
 def test_unknown_sampler_name_is_rejected():
     with pytest.raises(ValueError, match="`sampler`"):
         build_sampler("langevin", affine_target())
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument checks of the kernel factories (issue 16 item 5) and the kernel protocol.
+
+
+@pytest.mark.parametrize("beta", [0.0, -1.0, math.nan, -math.inf])
+@pytest.mark.parametrize("factory", ["ula", "baoab", "mala"])
+def test_a_bad_beta_is_a_value_error_naming_beta(factory, beta):
+    """``beta = 0`` used to raise ZeroDivisionError, a negative or NaN one a DivergenceError
+    telling to lower the step size."""
+    target = affine_target()
+    grad = target.value_and_grad_H if factory == "mala" else target.grad_H
+    with pytest.raises(ValueError, match="`beta`"):
+        getattr(le, factory)(grad, 0.1, beta)
+
+
+def test_mala_refuses_an_infinite_beta_that_ula_accepts():
+    target = affine_target()
+    with pytest.raises(ValueError, match="`beta`"):
+        le.mala(target.value_and_grad_H, 0.1, math.inf)
+    assert le.ula(target.grad_H, 0.1, math.inf).position_only
+
+
+@pytest.mark.parametrize("factory", ["ula", "baoab", "hj"])
+def test_a_value_and_grad_function_given_for_a_gradient_is_named(factory):
+    target = affine_target()
+    args = (0.1,) if factory == "hj" else (0.1, 1.0)
+    algorithm = getattr(le, factory)(target.value_and_grad_H, *args)
+    with pytest.raises(TypeError, match="value_and_grad"):
+        le.run_chains(algorithm, jax.random.key(0), target.x, num_steps=3)
+
+
+def test_mala_given_a_gradient_for_value_and_grad_says_what_it_expected():
+    target = affine_target()
+    algorithm = le.mala(target.grad_H, 0.1, 1.0)
+    with pytest.raises(TypeError, match=r"pair \(H\(y\), grad_y H\(y\)\)"):
+        le.run_chains(algorithm, jax.random.key(0), target.x, num_steps=3)
+
+
+@pytest.mark.parametrize("step_size", [0.0, -0.1, math.nan, "0.1"])
+def test_a_bad_step_size_names_step_size(step_size):
+    with pytest.raises((ValueError, TypeError), match="`step_size`"):
+        le.ula(affine_target().grad_H, step_size, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "minibatch", "init_grads", "position_only"),
+    [("ula", True, 0, True), ("sgld", True, 0, True), ("hj", True, 0, True),
+     ("baoab", True, 1, False), ("mala", False, 1, False), ("hmc", False, 1, False),
+     ("nuts", False, 1, False)],
+)
+def test_kernel_properties(name, minibatch, init_grads, position_only):
+    """What consumers read from a kernel instead of tables of sampler names."""
+    algorithm = build_sampler(name, affine_target(), 0.1)
+    assert (algorithm.minibatch, algorithm.init_grads, algorithm.position_only) == (
+        minibatch, init_grads, position_only)
+    if name not in ("hmc", "nuts"):  # one gradient per transition
+        trace = le.run_chains(algorithm, jax.random.key(0), affine_target().x, num_steps=2)
+        assert int(trace.num_grads.sum()) == 2
+
+
+def test_deprecated_names_still_work_with_a_warning():
+    with pytest.warns(DeprecationWarning, match="DEFAULT_ESTIMATORS"):
+        assert le.SAMPLERS == le.DEFAULT_ESTIMATORS
+    with pytest.warns(DeprecationWarning, match="KERNELS"):
+        assert le.samplers.SAMPLERS == le.DEFAULT_ESTIMATORS
+    import lesample.noise
+
+    with pytest.warns(DeprecationWarning, match="noise_like"):
+        old = lesample.noise.normal_like
+    key, tree = jax.random.key(3), jnp.zeros(100)
+    np.testing.assert_array_equal(old(key, tree, "rademacher"), le.noise.signs_like(key, tree))
+    np.testing.assert_array_equal(old(key, tree), le.noise.gaussian_like(key, tree))

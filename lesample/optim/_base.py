@@ -18,6 +18,8 @@ import numpy as np
 import optax
 
 from lesample import tree
+from lesample.checks import check_fraction, check_positive, check_schedule, check_scope
+from lesample.checks import check_int as check_int  # re-exported to the optimisers
 
 PyTree = Any
 Schedule = Callable[[jax.Array], jax.Array]
@@ -65,10 +67,9 @@ def scoping(gamma_0: float, gamma_1: float = 1e-3, L: float = 1) -> Schedule:
     ``(1/g0)(1 + g1)^-n = gamma_0 (1 - g1 + O(g1^2))^n``); its python version never
     increments ``n``, so it does not scope at all.
     """
-    _check_scalar("gamma_0", gamma_0, low=0.0)
-    if not (isinstance(gamma_1, int | float | np.floating) and 0.0 <= gamma_1 < 1.0):
-        raise ValueError(f"`gamma_1` must be a number in [0, 1); got {gamma_1!r}.")
-    _check_scalar("L", L, low=0.0)
+    check_positive("gamma_0", gamma_0)
+    check_fraction("gamma_1", gamma_1)
+    check_positive("L", L)
     log_rate = math.log1p(-gamma_1) / L
 
     def schedule(count):
@@ -77,35 +78,14 @@ def scoping(gamma_0: float, gamma_1: float = 1e-3, L: float = 1) -> Schedule:
     return schedule
 
 
-def as_schedule(name: str, value, *, allow_none: bool = False):
-    """Validate a float-or-schedule argument; return it (a float or a callable) or None."""
-    if value is None:
-        if allow_none:
-            return None
-        raise ValueError(f"`{name}` is required (a float > 0 or a schedule).")
-    if callable(value):
-        try:
-            first = np.asarray(value(0), dtype=float)
-        except Exception:  # noqa: BLE001 - a schedule that cannot run eagerly is checked later
-            return value
-        if first.ndim != 0 or not (first > 0) or not np.isfinite(first):
-            raise ValueError(f"the `{name}` schedule must return a finite value > 0; "
-                             f"got {first!r} at step 0.")
-        return value
-    _check_scalar(name, value, low=0.0)
-    return float(value)
+#: A float-or-schedule argument, validated (``lesample.checks.check_schedule``).
+as_schedule = check_schedule
 
 
 def resolve_scope(gamma, coupling):
-    """``gamma`` (scope) or ``coupling`` (= 1/gamma), never both; floats or schedules."""
-    if (gamma is None) == (coupling is None):
-        raise ValueError("Pass exactly one of `gamma` (the scope) or `coupling` (= 1/gamma).")
-    if coupling is None:
-        return as_schedule("gamma", gamma)
-    coupling = as_schedule("coupling", coupling)
-    if callable(coupling):
-        return lambda count: 1.0 / coupling(count)
-    return 1.0 / coupling
+    """``gamma`` (scope) or ``coupling`` (= 1/gamma), never both; floats or schedules
+    (``lesample.checks.check_scope``)."""
+    return check_scope(gamma, coupling, schedules=True)
 
 
 def evaluate(value, count):
@@ -117,34 +97,9 @@ def evaluate(value, count):
 # Checks.
 
 
-def _check_scalar(name: str, value, low: float | None = None, allow_inf: bool = False) -> None:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"`{name}` must be a number; got {value!r}.") from None
-    if math.isnan(v) or (math.isinf(v) and not allow_inf) or (low is not None and not v > low):
-        bound = "" if low is None else f" > {low:g}"
-        extra = " (inf allowed)" if allow_inf else ""
-        raise ValueError(f"`{name}` must be a finite number{bound}{extra}; got {value!r}.")
-
-
-def check_int(name: str, value, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise ValueError(f"`{name}` must be an integer >= {low}; got {value!r}.")
-    return int(value)
-
-
-def check_positive(name: str, value, allow_inf: bool = False) -> float:
-    _check_scalar(name, value, low=0.0, allow_inf=allow_inf)
-    return float(value)
-
-
 def check_momentum(momentum) -> float:
-    momentum = 0.0 if momentum is None else momentum
-    _check_scalar("momentum", momentum)
-    if not 0.0 <= float(momentum) < 1.0:
-        raise ValueError(f"`momentum` must be in [0, 1); got {momentum!r}.")
-    return float(momentum)
+    """The outer momentum ``delta`` in [0, 1) (None: 0)."""
+    return check_fraction("momentum", 0.0 if momentum is None else momentum)
 
 
 def check_batches(batches, length: int) -> None:

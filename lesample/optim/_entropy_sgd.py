@@ -14,14 +14,12 @@ from __future__ import annotations
 import jax
 import optax
 
+from lesample.checks import check_int, check_schedule, check_scope
 from lesample.optim._base import (
     OptimState,
-    as_schedule,
-    check_int,
     check_momentum,
     evaluate,
     outer_step,
-    resolve_scope,
     step_inputs,
     transformation,
 )
@@ -73,7 +71,7 @@ def entropy_sgd(
         covariance, 10-40x cheaper to draw on CPU; ula, sgld, baoab).
       alpha: the exponential-average weight ``mu <- alpha mu + (1 - alpha) y``.
       estimator: "exponential" (default for ula/sgld), "uniform", "last", or an estimator
-        instance; None picks ``lesample.samplers.SAMPLERS[sampler]`` for other samplers.
+        instance; None picks ``lesample.DEFAULT_ESTIMATORS[sampler]`` for other samplers.
       num_chains: chains per update (1 in the paper); ``<y>`` averages them. Every chain
         sees the same ``grad_fn`` inputs at a given step.
       burn_in: inner steps left out of the estimate (NUTS/HMC: also their warm-up).
@@ -100,8 +98,8 @@ def entropy_sgd(
     leapfrog steps for HMC/NUTS). The inner loop is jitted with ``grad_fn`` static: pass the
     same function object every step (or jit your train step) to avoid recompiling.
     """
-    gamma_s = resolve_scope(gamma, coupling)
-    lr = as_schedule("learning_rate", learning_rate, allow_none=True)
+    gamma_s = check_scope(gamma, coupling, schedules=True)
+    lr = check_schedule("learning_rate", learning_rate, allow_none=True)
     momentum = check_momentum(momentum)
     seed = check_int("seed", seed, low=0)
     inner = InnerLoop(sampler=sampler, num_steps=num_steps, step_size=step_size, beta=beta,

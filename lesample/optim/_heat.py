@@ -13,20 +13,16 @@ import jax.numpy as jnp
 import optax
 
 from lesample import tree
-from lesample.noise import normal_like
+from lesample.checks import check_int, check_positive, check_schedule, check_scope, check_unroll
+from lesample.noise import gaussian_like
 from lesample.optim._base import (
     OptimState,
-    as_schedule,
-    check_int,
     check_momentum,
-    check_positive,
     evaluate,
     outer_step,
-    resolve_scope,
     step_inputs,
     transformation,
 )
-from lesample.samplers.driver import check_unroll
 
 __all__ = ["heat"]
 
@@ -65,8 +61,8 @@ def heat(
     ignored; perturbation ``l`` calls ``grad_fn(x + e_l, keys[l] or batches[l])``;
     ``state.num_grads`` grows by ``L`` per update.
     """
-    gamma_s = resolve_scope(gamma, coupling)
-    lr = as_schedule("learning_rate", learning_rate)
+    gamma_s = check_scope(gamma, coupling, schedules=True)
+    lr = check_schedule("learning_rate", learning_rate)
     momentum = check_momentum(momentum)
     num_steps = check_int("num_steps", num_steps)
     beta = check_positive("beta", beta)
@@ -86,13 +82,13 @@ def heat(
             total, e = carry
             b, k_next = xs
             g = grad_fn(tree.axpy(scale, e, params), b)
-            return (jax.tree_util.tree_map(jnp.add, total, g), normal_like(k_next, params)), None
+            return (jax.tree_util.tree_map(jnp.add, total, g), gaussian_like(k_next, params)), None
 
         zero = jax.tree_util.tree_map(lambda u: jnp.zeros_like(u, jnp.result_type(u, 1.0)),
                                       params)
         keys = jax.random.split(noise_key, num_steps)
         next_keys = keys[(jnp.arange(num_steps) + 1) % num_steps]
-        (total, _), _ = jax.lax.scan(body, (zero, normal_like(keys[0], params)),
+        (total, _), _ = jax.lax.scan(body, (zero, gaussian_like(keys[0], params)),
                                      (grad_inputs, next_keys), unroll=unroll)
         g = tree.scale(1.0 / num_steps, total)
         eta = evaluate(lr, state.count)

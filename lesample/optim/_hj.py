@@ -23,16 +23,13 @@ import jax.numpy as jnp
 import optax
 
 from lesample import tree
+from lesample.checks import check_int, check_positive, check_schedule, check_scope
 from lesample.estimators import LastIterate
 from lesample.optim._base import (
     OptimState,
-    as_schedule,
-    check_int,
     check_momentum,
-    check_positive,
     evaluate,
     outer_step,
-    resolve_scope,
     step_inputs,
     transformation,
 )
@@ -82,8 +79,8 @@ def hj(
     """
     if form not in FORMS:
         raise ValueError(f"`form` must be one of {FORMS}; got {form!r}.")
-    gamma_s = resolve_scope(gamma, coupling)
-    lr = as_schedule("learning_rate", learning_rate, allow_none=True)
+    gamma_s = check_scope(gamma, coupling, schedules=True)
+    lr = check_schedule("learning_rate", learning_rate, allow_none=True)
     momentum = check_momentum(momentum)
     seed = check_int("seed", seed, low=0)
     num_steps = check_int("num_steps", num_steps)

@@ -12,10 +12,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from lesample.checks import check_int, check_schedule
 from lesample.optim._base import (
     OptimState,
-    as_schedule,
-    check_int,
     check_momentum,
     evaluate,
     outer_step,
@@ -36,7 +35,7 @@ def sgd(learning_rate, momentum: float = 0.9, nesterov: bool = True, *, seed: in
     ``key``, or from the state's key seeded by ``seed``) or ``grad_fn(params, batches[0])``
     (leading axis 1), and ``updates`` is ignored. Either way ``state.num_grads`` grows by 1.
     """
-    lr = as_schedule("learning_rate", learning_rate)
+    lr = check_schedule("learning_rate", learning_rate)
     momentum = check_momentum(momentum)
     seed = check_int("seed", seed, low=0)
 

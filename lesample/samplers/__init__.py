@@ -1,27 +1,39 @@
 """Inner-loop samplers for ``rho(y; x)`` and the driver that runs them over chains.
 
-``build_sampler(name, target, ...)`` builds any kernel from a ``LocalEntropyTarget``; the
-per-kernel factories (``ula``, ``mala``, ``baoab``, ``hj``, ``numpyro_hmc``) take the
-target's functions directly.
+``build_sampler(name, target, ...)`` builds any kernel of ``KERNELS`` from a
+``LocalEntropyTarget``; the per-kernel factories (``ula``, ``mala``, ``baoab``, ``hj``,
+``numpyro_hmc``) take the target's functions directly. A user's kernel is any
+``SamplingAlgorithm`` (docs/architecture.md, "add a sampler").
 """
 
 from __future__ import annotations
 
+import warnings
+
+from lesample.checks import check_choice
 from lesample.samplers.baoab import baoab
 from lesample.samplers.base import SamplingAlgorithm
-from lesample.samplers.driver import DivergenceError, DivergenceWarning, Trace, run_chains, sample
+from lesample.samplers.driver import (
+    DivergenceError,
+    DivergenceWarning,
+    Trace,
+    report_divergence,
+    run_chains,
+    sample,
+)
 from lesample.samplers.hj import hj
 from lesample.samplers.mala import mala
 from lesample.samplers.numpyro_hmc import numpyro_hmc
 from lesample.samplers.ula import ula
 
 __all__ = [
-    "SAMPLERS",
+    "KERNELS",
     "SamplingAlgorithm",
     "Trace",
     "DivergenceError",
     "DivergenceWarning",
     "build_sampler",
+    "report_divergence",
     "run_chains",
     "sample",
     "ula",
@@ -31,29 +43,20 @@ __all__ = [
     "numpyro_hmc",
 ]
 
-#: Sampler names accepted by ``build_sampler`` and ``local_entropy_grad``, with the
-#: default estimator of ``E_rho[y]`` each is paired with.
-SAMPLERS = {
-    "ula": "exponential",
-    "sgld": "exponential",
-    "mala": "uniform",
-    "baoab": "uniform",
-    "hj": "last",
-    "hmc": "uniform",
-    "nuts": "uniform",
-}
+#: Kernel names accepted by ``build_sampler`` and ``local_entropy_grad`` ("sgld" is ULA
+#: driven by mini-batch gradients).
+KERNELS = ("ula", "sgld", "mala", "baoab", "hj", "hmc", "nuts")
 
 
 def build_sampler(name: str, target, step_size=0.1, **options) -> SamplingAlgorithm:
-    """Build the kernel ``name`` for ``target`` (a ``LocalEntropyTarget``).
+    """Build the kernel ``name`` (one of ``KERNELS``) for ``target`` (a ``LocalEntropyTarget``).
 
     ``step_size`` defaults to the reference Entropy-SGD inner step ``eta' = 0.1``; for NUTS
     and HMC it is the initial step that warm-up adapts. Options: ``noise`` (ula, sgld, baoab),
     ``friction`` (baoab), ``num_warmup``, ``num_leapfrog``, ``target_accept_prob``,
-    ``max_tree_depth``, ``dense_mass`` (hmc, nuts).
+    ``max_tree_depth``, ``dense_mass`` (hmc, nuts). The factory checks the arguments.
     """
-    if name not in SAMPLERS:
-        raise ValueError(f"`sampler` must be one of {sorted(SAMPLERS)}; got {name!r}.")
+    check_choice("sampler", name, KERNELS)
     if name in ("ula", "sgld"):
         return ula(target.grad_H, step_size, target.beta, **options)
     if name == "mala":
@@ -63,3 +66,14 @@ def build_sampler(name: str, target, step_size=0.1, **options) -> SamplingAlgori
     if name == "hj":
         return hj(target.grad_H, step_size, **options)
     return numpyro_hmc(target.H, target.beta, algo=name.upper(), step_size=step_size, **options)
+
+
+def __getattr__(name):
+    if name == "SAMPLERS":  # deprecated: it mapped a sampler to its default estimator
+        from lesample.inner import DEFAULT_ESTIMATORS
+
+        warnings.warn("`SAMPLERS` is deprecated: the sampler names are "
+                      "`lesample.samplers.KERNELS`, the default estimator of each is "
+                      "`lesample.inner.DEFAULT_ESTIMATORS`.", DeprecationWarning, stacklevel=2)
+        return DEFAULT_ESTIMATORS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,20 +20,40 @@ import jax
 import jax.numpy as jnp
 
 from lesample import tree
-from lesample.noise import check_noise, normal_like
-from lesample.samplers.base import SamplingAlgorithm, check_step_size
-from lesample.target import check_positive
+from lesample.checks import check_choice, check_positive
+from lesample.noise import NOISE_KINDS, noise_like
+from lesample.samplers.base import SamplingAlgorithm, check_gradient
 
 __all__ = ["BAOABState", "BAOABInfo", "build_init", "build_kernel", "baoab"]
 
 
 class BAOABState(NamedTuple):
+    """State of one BAOAB chain.
+
+    position
+        The current sample ``y``, a pytree like the starting position.
+    momentum
+        The velocity ``v`` (unit mass), a pytree like ``position``; stationary law
+        ``N(0, I / beta)``.
+    grad
+        ``grad_y H(position)`` (on the last mini-batch), a pytree like ``position``: cached
+        so that each step costs one gradient.
+    """
+
     position: Any
     momentum: Any
     grad: Any
 
 
 class BAOABInfo(NamedTuple):
+    """Information about one BAOAB transition.
+
+    diverged
+        Boolean scalar: the new position or momentum has a NaN or inf entry.
+    num_grads
+        int32 scalar: gradient evaluations spent by the step (always 1).
+    """
+
     diverged: jax.Array
     num_grads: jax.Array
 
@@ -43,8 +63,10 @@ def build_init(grad_H, beta, noise: str = "gaussian"):
 
     def init(position, key=None, batch=None) -> BAOABState:
         key = jax.random.key(0) if key is None else key
-        v = tree.scale(1.0 / jnp.sqrt(beta), normal_like(key, position, noise))
-        return BAOABState(position, v, grad_H(position, batch))
+        v = tree.scale(1.0 / jnp.sqrt(beta), noise_like(key, position, noise))
+        g = grad_H(position, batch)
+        check_gradient(g, position)
+        return BAOABState(position, v, g)
 
     return init
 
@@ -57,7 +79,7 @@ def build_kernel(grad_H, step_size, beta, friction, noise: str = "gaussian"):
     def kernel(key, state: BAOABState, batch=None):
         v = tree.axpy(-half, state.grad, state.momentum)
         y = tree.axpy(half, v, state.position)
-        v = tree.axpy(kick, normal_like(key, v, noise), tree.scale(decay, v))
+        v = tree.axpy(kick, noise_like(key, v, noise), tree.scale(decay, v))
         y = tree.axpy(half, v, y)
         g = grad_H(y, batch)
         v = tree.axpy(-half, g, v)
@@ -68,13 +90,24 @@ def build_kernel(grad_H, step_size, beta, friction, noise: str = "gaussian"):
 
 
 def baoab(grad_H, step_size, beta, *, friction=1.0, noise: str = "gaussian") -> SamplingAlgorithm:
-    """BAOAB on ``rho ∝ exp(-beta H)`` with friction ``friction`` (> 0)."""
-    check_step_size(step_size)
-    check_positive("friction", friction)
-    check_noise(noise)
+    """BAOAB on ``rho ∝ exp(-beta H)``.
+
+    Args:
+      grad_H: ``grad_H(y, batch=None)``, the gradient of ``H`` at ``y`` (a pytree like
+        ``y``; not a ``(value, gradient)`` pair).
+      step_size: ``h > 0``.
+      beta: the inverse temperature, ``> 0``; ``inf`` gives noise-free dynamics.
+      friction: ``c > 0``.
+      noise: ``"gaussian"`` or ``"rademacher"`` (signs; ``lesample.noise``).
+    """
+    step_size = check_positive("step_size", step_size)
+    beta = check_positive("beta", beta, allow_inf=True)
+    friction = check_positive("friction", friction)
+    check_choice("noise", noise, NOISE_KINDS)
     return SamplingAlgorithm(
         build_init(grad_H, beta, noise),
         build_kernel(grad_H, step_size, beta, friction, noise),
         "baoab",
         True,
+        init_grads=1,
     )

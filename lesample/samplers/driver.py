@@ -18,13 +18,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lesample.checks import check_choice, check_finite, check_int, check_unroll
 from lesample.estimators import get_estimator
 from lesample.samplers.base import SamplingAlgorithm
-from lesample.target import check_finite
 
 PyTree = Any
 
-__all__ = ["Trace", "DivergenceError", "DivergenceWarning", "run_chains", "sample"]
+__all__ = ["Trace", "DivergenceError", "DivergenceWarning", "report_divergence", "run_chains",
+           "sample"]
 
 
 class DivergenceError(RuntimeError):
@@ -36,28 +37,37 @@ class DivergenceWarning(RuntimeWarning):
 
 
 class Trace(NamedTuple):
-    draws: PyTree | None  # leaves (chains, draws, ...), or None with keep_draws=False
-    estimate: PyTree | None  # leaves (chains, ...): the estimator's result per chain
-    info: Any  # the kernel's Info, leaves (chains, num_steps)
-    final_state: Any  # leaves (chains, ...)
-    diverged: jax.Array  # (chains,) bool: the chain reached a non-finite state
-    num_grads: jax.Array  # (chains,) gradient evaluations spent, initialisation excluded
+    """What ``run_chains`` and ``sample`` return.
 
+    draws
+        The kept states' positions, leaves ``(chains, draws, ...)``; None with
+        ``keep_draws=False``.
+    estimate
+        The estimator's result per chain, leaves ``(chains, ...)``; None without estimator.
+    info
+        The kernel's ``Info`` of every transition, leaves ``(chains, num_steps)``.
+    final_state
+        The kernel's ``State`` after the last transition, leaves ``(chains, ...)``.
+    diverged
+        ``(chains,)`` bool: the chain reached a non-finite state.
+    num_grads
+        ``(chains,)`` int32: gradient evaluations spent by the transitions (the kernel's
+        ``init`` excluded: ``SamplingAlgorithm.init_grads`` more per chain).
+    """
 
-def check_unroll(unroll) -> int | bool:
-    """``unroll`` (an integer >= 1, or True), or a ``ValueError`` naming it."""
-    if unroll is not True and (isinstance(unroll, bool) or not isinstance(unroll, int | np.integer)
-                               or unroll < 1):
-        raise ValueError(f"`unroll` must be an integer >= 1 or True; got {unroll!r}.")
-    return unroll
+    draws: PyTree | None
+    estimate: PyTree | None
+    info: Any
+    final_state: Any
+    diverged: jax.Array
+    num_grads: jax.Array
 
 
 def _check_settings(num_steps, num_chains, burn_in, thin, unroll) -> None:
     check_unroll(unroll)
     for name, value, low in (("num_steps", num_steps, 1), ("num_chains", num_chains, 1),
                              ("burn_in", burn_in, 0), ("thin", thin, 1)):
-        if not isinstance(value, int | np.integer) or value < low:
-            raise ValueError(f"`{name}` must be an integer >= {low}; got {value!r}.")
+        check_int(name, value, low)
     if burn_in >= num_steps:
         raise ValueError(f"`burn_in` ({burn_in}) must be smaller than `num_steps` ({num_steps}).")
     if (num_steps - burn_in) % thin:
@@ -87,7 +97,9 @@ def run_chains(
       position: one chain's start (broadcast to every chain), or, with ``stacked=True``,
         a pytree whose leaves have a leading axis of size ``num_chains``.
       batches: for mini-batch kernels, a pytree whose leaves have leading axis
-        ``num_steps``; step ``k`` of every chain sees batch ``k``.
+        ``num_steps``: step ``k`` of every chain sees batch ``k``; or a function
+        ``batch_fn(key) -> batch`` called at every step with a key split from the step's
+        key (and for ``init``, with a key folded from the init key).
       estimator: ``"uniform"``, ``"exponential"``, ``"last"``, an estimator instance, or
         None (no estimate).
       unroll: steps per loop iteration (``True``: all, no loop): fewer loop iterations for
@@ -100,7 +112,9 @@ def run_chains(
     est = None if estimator is None else get_estimator(estimator)
     num_kept = (num_steps - burn_in) // thin
     steps = num_steps if unroll is True else int(unroll)  # steps per loop iteration
-    if batches is not None:
+    batch_fn = batches if callable(batches) else None
+    burn_batches = main_batches = first_batch = None
+    if batches is not None and batch_fn is None:
         lengths = {np.shape(leaf)[0] for leaf in jax.tree_util.tree_leaves(batches)}
         if lengths != {num_steps}:
             raise ValueError(f"every leaf of `batches` needs leading axis num_steps={num_steps}.")
@@ -109,16 +123,18 @@ def run_chains(
             lambda u: u[burn_in:].reshape((num_kept, thin) + u.shape[1:]), batches
         )
         first_batch = jax.tree_util.tree_map(lambda u: u[0], batches)
-    else:
-        burn_batches = main_batches = None
 
     def transition(state, xs):
         k, batch = xs
+        if batch_fn is not None:
+            k_batch, k = jax.random.split(k)
+            batch = batch_fn(k_batch)
         return algorithm.step(k, state) if batch is None else algorithm.step(k, state, batch)
 
     def one_chain(key, start):
         k_init, k_burn, k_main = jax.random.split(key, 3)
-        state = algorithm.init(start, k_init, *([] if batches is None else [first_batch]))
+        init_batch = first_batch if batch_fn is None else batch_fn(jax.random.fold_in(k_init, 1))
+        state = algorithm.init(start, k_init, *([] if batches is None else [init_batch]))
         state, burn_info = jax.lax.scan(
             transition, state, (jax.random.split(k_burn, burn_in), burn_batches), unroll=unroll
         )
@@ -163,8 +179,10 @@ _run_jit = jax.jit(
 )
 
 
-def report_divergence(diverged, on_divergence: str, what: str = "chains") -> None:
-    """Warn (some chains) or raise (all chains, or any with ``on_divergence="raise"``)."""
+def report_divergence(diverged, on_divergence: str = "warn", what: str = "chains") -> None:
+    """Report the chains flagged in the concrete boolean mask ``diverged`` (chains,): warn
+    (``DivergenceWarning``) if some diverged, raise ``DivergenceError`` if all did, or any
+    with ``on_divergence="raise"``. The one place where a divergence becomes a message."""
     diverged = np.asarray(diverged)
     n = int(diverged.sum())
     if n == 0:
@@ -199,8 +217,7 @@ def sample(
     tells which chains to drop; it still raises if every chain diverged. Reuse the same
     ``algorithm`` object to avoid recompiling.
     """
-    if on_divergence not in ("raise", "warn"):
-        raise ValueError(f"`on_divergence` must be 'raise' or 'warn'; got {on_divergence!r}.")
+    check_choice("on_divergence", on_divergence, ("raise", "warn"))
     check_finite("position", position)
     estimator = None if estimator is None else get_estimator(estimator)
     trace = _run_jit(

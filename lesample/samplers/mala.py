@@ -14,19 +14,42 @@ import jax
 import jax.numpy as jnp
 
 from lesample import tree
-from lesample.noise import normal_like
-from lesample.samplers.base import SamplingAlgorithm, check_step_size
+from lesample.checks import check_positive
+from lesample.noise import gaussian_like
+from lesample.samplers.base import SamplingAlgorithm, check_gradient
 
 __all__ = ["MALAState", "MALAInfo", "build_init", "build_kernel", "mala"]
 
 
 class MALAState(NamedTuple):
+    """State of one MALA chain.
+
+    position
+        The current sample ``y``, a pytree like the starting position.
+    H
+        Float scalar: ``H(position)``, cached for the Metropolis test.
+    grad
+        ``grad_y H(position)``, a pytree like ``position``, cached for the next proposal.
+    """
+
     position: Any
     H: jax.Array
     grad: Any
 
 
 class MALAInfo(NamedTuple):
+    """Information about one MALA transition.
+
+    acceptance_rate
+        Float scalar in [0, 1]: the Metropolis acceptance probability of the proposal.
+    is_accepted
+        Boolean scalar: the proposal was accepted.
+    diverged
+        Boolean scalar: the chain's state is non-finite (docs/samplers.md).
+    num_grads
+        int32 scalar: gradient evaluations spent by the step (always 1).
+    """
+
     acceptance_rate: jax.Array
     is_accepted: jax.Array
     diverged: jax.Array
@@ -36,7 +59,13 @@ class MALAInfo(NamedTuple):
 def build_init(value_and_grad_H):
     def init(position, key=None) -> MALAState:
         del key
-        return MALAState(position, *value_and_grad_H(position))
+        out = value_and_grad_H(position)
+        if not (isinstance(out, tuple) and len(out) == 2 and jnp.ndim(out[0]) == 0):
+            raise TypeError("`value_and_grad_H` must return a pair (H(y), grad_y H(y)), e.g. "
+                            "`target.value_and_grad_H` or `jax.value_and_grad(H)`; got "
+                            f"{jax.tree_util.tree_structure(out)}.")
+        check_gradient(out[1], position, "value_and_grad_H")
+        return MALAState(position, *out)
 
     return init
 
@@ -48,7 +77,7 @@ def build_kernel(value_and_grad_H, step_size, beta):
 
     def kernel(key, state: MALAState):
         k_noise, k_accept = jax.random.split(key)
-        xi = normal_like(k_noise, state.position, "gaussian")
+        xi = gaussian_like(k_noise, state.position)
         proposal = tree.axpy(
             jnp.sqrt(2 * step_size / beta), xi, tree.axpy(-step_size, state.grad, state.position)
         )
@@ -71,8 +100,16 @@ def build_kernel(value_and_grad_H, step_size, beta):
 
 
 def mala(value_and_grad_H, step_size, beta) -> SamplingAlgorithm:
-    """MALA on ``rho ∝ exp(-beta H)``; ``value_and_grad_H(y) -> (H(y), grad_y H(y))``."""
-    check_step_size(step_size)
+    """MALA on ``rho ∝ exp(-beta H)``.
+
+    Args:
+      value_and_grad_H: ``value_and_grad_H(y) -> (H(y), grad_y H(y))`` (full batch).
+      step_size: ``h > 0``.
+      beta: the inverse temperature, a finite number ``> 0``.
+    """
+    step_size = check_positive("step_size", step_size)
+    beta = check_positive("beta", beta)
     return SamplingAlgorithm(
-        build_init(value_and_grad_H), build_kernel(value_and_grad_H, step_size, beta), "mala", False
+        build_init(value_and_grad_H), build_kernel(value_and_grad_H, step_size, beta), "mala",
+        False, init_grads=1,
     )

@@ -16,20 +16,46 @@ import jax
 import jax.numpy as jnp
 
 from lesample import tree
-from lesample.samplers.base import SamplingAlgorithm, check_step_size
+from lesample.checks import check_fraction, check_int, check_positive
+from lesample.samplers.base import SamplingAlgorithm
 
 __all__ = ["HMCState", "HMCInfo", "numpyro_hmc"]
 
 
 class HMCState(NamedTuple):
+    """State of one HMC or NUTS chain.
+
+    position
+        The current sample ``y``, a pytree like the starting position (NumPyro's ``z``).
+    inner
+        NumPyro's ``numpyro.infer.hmc.HMCState``: potential energy ``beta H`` and its
+        gradient, the warm-up (step size, mass matrix) adaptation state, the step count.
+    """
+
     position: Any
-    inner: Any  # numpyro.infer.hmc.HMCState
+    inner: Any
 
 
 class HMCInfo(NamedTuple):
+    """Information about one HMC or NUTS transition.
+
+    acceptance_rate
+        Float scalar in [0, 1]: the Metropolis acceptance probability (NUTS: averaged over
+        the tree).
+    diverged
+        Boolean scalar: the new state (position or potential energy) is non-finite.
+    divergent_transition
+        Boolean scalar: NumPyro's energy-error divergence (the trajectory was rejected; the
+        chain goes on: not fatal).
+    num_grads
+        int32 scalar: leapfrog steps of the trajectory (one gradient each).
+    step_size
+        Float scalar: the step size used (adapted during warm-up).
+    """
+
     acceptance_rate: jax.Array
-    diverged: jax.Array  # non-finite state
-    divergent_transition: jax.Array  # NumPyro's energy-error divergence (rejected, not fatal)
+    diverged: jax.Array
+    divergent_transition: jax.Array
     num_grads: jax.Array
     step_size: jax.Array
 
@@ -56,9 +82,10 @@ def numpyro_hmc(
 
     if algo not in ("HMC", "NUTS"):
         raise ValueError(f"`algo` must be 'HMC' or 'NUTS'; got {algo!r}.")
-    if int(num_warmup) != num_warmup or num_warmup < 0:
-        raise ValueError(f"`num_warmup` must be a non-negative integer; got {num_warmup!r}.")
-    check_step_size(step_size)
+    num_warmup = check_int("num_warmup", num_warmup, low=0)
+    step_size = check_positive("step_size", step_size)
+    beta = check_positive("beta", beta)
+    check_fraction("target_accept_prob", target_accept_prob)
     init_kernel, sample_kernel = hmc(potential_fn=lambda y: beta * H(y), algo=algo)
     extra = {"num_steps": num_leapfrog} if algo == "HMC" and num_leapfrog else {}
 
@@ -90,4 +117,4 @@ def numpyro_hmc(
         )
         return HMCState(inner.z, inner), info
 
-    return SamplingAlgorithm(init, step, algo.lower(), False)
+    return SamplingAlgorithm(init, step, algo.lower(), False, init_grads=1)
