@@ -1,6 +1,7 @@
-"""Local-entropy k-means: Entropy-SGD on the k-means energy, as a scikit-learn estimator.
+"""Local-entropy k-means: implicit (SBE), HEAT and Entropy-SGD descent as a scikit-learn
+estimator (docs/kmeans.md).
 
-The energy (DESIGN.md §5) of centres ``C = (c_1, ..., c_K)`` on data ``x_1, ..., x_N`` is
+The energy of centres ``C = (c_1, ..., c_K)`` on data ``x_1, ..., x_N`` is
 
     J(C) = (1/N) sum_j min_i |c_i - x_j|^2,
 
@@ -9,40 +10,86 @@ mini-batch gradient (:func:`kmeans_grad`) for centre ``i`` is ``(2/B) sum_{j in 
 x_j)`` over the batch points ``I_i`` whose nearest centre is ``c_i``: exact wherever no point
 is equidistant from two centres.
 
-The descent (DESIGN.md §4, Entropy-SGD): each outer step samples
-``rho(y; x) ∝ exp(-beta [f(y) + |x - y|^2 / (2 gamma)])`` with ``L`` steps of an inner
-sampler started at ``x`` on mini-batches, estimates ``<y>`` and moves
-``x <- x - lr (x - <y>)`` (the outer step ``eta = lr * gamma`` on ``grad f_gamma =
-(x - <y>) / gamma``). Scoping shrinks the scope: ``gamma_k = gamma (1 - scoping)^k`` at
-outer step ``k``. Lloyd iterations then polish the result to the nearby local minimum
-(until the centres move less than ``tol``).
-
 Reduced units, so that one set of hyperparameters serves data of any scale and any ``K``:
 the data are centred and divided by ``s = sqrt(J_1)`` (``J_1`` the energy of one centre at
 the mean), and ``f = (K / 2) J`` in those units, so that a centre owning a ``1/K`` share of
-the data has curvature 1. ``gamma``, ``beta`` and the steps are in these units; the inner
-step is ``lr_inner / (1 + 1/gamma)``, a fixed fraction of the stability limit of ``H``.
+the data has curvature 1. The scope ``gamma`` and the steps are in these units. At outer
+step ``k`` the scope is ``gamma_k = gamma (1 - scoping)^k``, the schedule
+``lesample.optim.scoping(gamma, scoping)``.
+
+Methods (one outer step each; docs/kmeans.md gives the derivations):
+
+- ``"sbe"``, stochastic backward Euler (Yin, Pham, Oberman, Osher 2018): the implicit step
+  ``x' = x - gamma_k grad f(x')`` solved by the stochastic fixed-point iteration ``y <- x -
+  gamma_k grad f_mb(y)`` from ``y = x`` for ``num_steps`` steps, each on its own
+  mini-batch; the uniform mean of the trajectory is carried over, ``x <- x - lr (x -
+  <y>)`` (``lr = 1``: ``x <- <y>``). This is the local-entropy inner loop run noise-free
+  with the inner step equal to the scope (``step_size = gamma_k``).
+- ``"heat"``: Gaussian smoothing of scope ``gamma_k``: ``g = mean_l grad f_mb(x + e_l)``
+  over ``num_steps`` copies ``e_l ~ N(0, gamma_k I)``, each on its own mini-batch, and each
+  centre takes ``lr`` times its Newton step (``g`` over its curvature, the summed count of
+  the points it owns: Lloyd's step when ``gamma_k -> 0`` and ``lr = 1``).
+- ``"entropy-sgd"``: ``num_steps`` steps of an inner sampler (``"ula"``, ``"baoab"`` or
+  ``"hj"``) at inverse temperature ``beta`` on ``rho(y; x) ∝ exp(-beta [f(y) + |x - y|^2 /
+  (2 gamma_k)])``, inner step ``step_size / (1 + 1/gamma_k)`` (a fraction of the stability
+  limit), ``<y>`` by the sampler's estimator, ``x <- x - lr (x - <y>)``.
+
+Every run ends with Lloyd iterations to the nearby local minimum (until the squared shift of
+the centres is at most ``tol``), which move a centre that owns no point to the point farthest
+from its centre, as scikit-learn does. :func:`kmeans_trials` runs independent trials as one
+vmapped, jitted call; the estimator keeps the best of ``n_init`` of them by energy.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import numbers
+import warnings
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
-from lesample.estimators import ExponentialAverage, LastIterate, TimeAverage
-from lesample.noise import normal_like
+from lesample import noise as noises
+from lesample.estimators import LastIterate, TimeAverage
 from lesample.samplers import baoab, hj, ula
 
-__all__ = ["LocalEntropyKMeans", "kmeans_energy", "kmeans_grad", "kmeans_fit"]
+__all__ = [
+    "LocalEntropyKMeans",
+    "KMeansHyper",
+    "kmeans_energy",
+    "kmeans_grad",
+    "kmeans_descent",
+    "kmeans_trials",
+    "lloyd",
+    "init_centers",
+    "METHODS",
+]
 
-#: Inner loops: samplers (each paired with an estimator of ``<y>``) and HEAT (no sampler).
-KMEANS_SAMPLERS = ("ula", "baoab", "hj", "heat")
+#: Outer steps: stochastic backward Euler, HEAT (no sampler) and Entropy-SGD.
+METHODS = ("sbe", "heat", "entropy-sgd")
+#: Inner samplers of ``method="entropy-sgd"``, with the estimator of ``<y>`` each uses.
+SAMPLERS = ("ula", "baoab", "hj")
+#: Old keyword names of ``LocalEntropyKMeans`` (accepted with a DeprecationWarning).
+RENAMED = {"L": "num_steps", "lr": "learning_rate", "lr_inner": "step_size"}
+
+
+class KMeansHyper(NamedTuple):
+    """The numeric hyperparameters of a run (traced by ``jit``, so changing them does not
+    recompile); reduced units (module docstring)."""
+
+    gamma: float = 1.0  # initial scope
+    scoping: float = 0.0  # gamma_k = gamma (1 - scoping)^k
+    learning_rate: float = 1.0  # outer step, x <- x - lr (x - <y>)
+    step_size: float = 0.5  # entropy-sgd: inner step as a fraction of 1 / (1 + 1/gamma_k)
+    beta: float = 1e3  # entropy-sgd: inverse temperature
+    alpha: float = 0.75  # entropy-sgd with ula: exponential-average weight
+    tol: float = 1e-6  # Lloyd stops when the squared shift is at most tol
 
 
 def _sqdist(X, C):
@@ -69,15 +116,27 @@ def kmeans_grad(centers, X):
     return 2.0 * (counts[:, None] * centers - sums) / X.shape[0]
 
 
-def _lloyd(centers, X, tol, max_steps):
+def lloyd(centers, X, tol, max_steps):
     """Lloyd iterations until the squared shift of the centres is at most ``tol`` (or
-    ``max_steps``); an empty cluster keeps its centre. Returns ``(centers, steps)``."""
+    ``max_steps``). A centre that owns no point takes the point farthest from its centre
+    (the r-th empty centre the r-th farthest point, which leaves its old cluster), as
+    scikit-learn does. Returns
+    ``(centers, steps)``."""
+    K = centers.shape[0]
 
     def step(state):
         C, _, n = state
-        counts, sums = _assign_stats(C, X)
-        counts = counts[:, None]
-        new = jnp.where(counts > 0, sums / jnp.maximum(counts, 1.0), C)
+        d = _sqdist(X, C)
+        labels = d.argmin(1)
+        empty = jnp.bincount(labels, length=K) == 0
+        farthest = jax.lax.top_k(jnp.take_along_axis(d, labels[:, None], 1)[:, 0],
+                                 min(K, X.shape[0]))[1]
+        rank = jnp.clip(jnp.cumsum(empty) - 1, 0, farthest.shape[0] - 1)
+        moved = jnp.where(empty, farthest[rank], X.shape[0])  # N: no move (dropped)
+        labels = labels.at[moved].set(jnp.arange(K), mode="drop")
+        onehot = jax.nn.one_hot(labels, K, dtype=X.dtype)
+        counts, sums = onehot.sum(0), onehot.T @ X
+        new = jnp.where(counts[:, None] > 0, sums / jnp.maximum(counts, 1.0)[:, None], C)
         return new, ((new - C) ** 2).sum(), n + 1
 
     def go_on(state):
@@ -88,8 +147,10 @@ def _lloyd(centers, X, tol, max_steps):
 
 
 def _kmeans_pp(key, X, n_clusters):
-    """k-means++ seeding (D^2 sampling, one candidate per centre)."""
+    """Greedy k-means++ (scikit-learn's): for each new centre, ``2 + floor(log K)``
+    candidates drawn by D^2 sampling; the one that lowers the energy most is kept."""
     N = X.shape[0]
+    n_local = 2 + int(math.log(n_clusters))
     k0, key = jax.random.split(key)
     first = X[jax.random.randint(k0, (), 0, N)]
     C = jnp.zeros((n_clusters, X.shape[1]), X.dtype).at[0].set(first)
@@ -97,84 +158,124 @@ def _kmeans_pp(key, X, n_clusters):
 
     def body(i, state):
         C, d2 = state
-        j = jax.random.categorical(jax.random.fold_in(key, i), jnp.log(d2))
-        C = C.at[i].set(X[j])
-        return C, jnp.minimum(d2, ((X - X[j]) ** 2).sum(1))
+        cand = jax.random.categorical(jax.random.fold_in(key, i), jnp.log(d2),
+                                      shape=(n_local,))
+        new_d2 = jnp.minimum(d2[:, None], _sqdist(X, X[cand]))
+        best = new_d2.sum(0).argmin()
+        return C.at[i].set(X[cand[best]]), new_d2[:, best]
 
     return jax.lax.fori_loop(1, n_clusters, body, (C, d2))[0]
 
 
 def init_centers(key, X, n_clusters, init: str):
-    """``"random"``: ``K`` distinct data points; ``"k-means++"``: D^2 seeding."""
+    """``"random"``: ``K`` distinct data points; ``"k-means++"``: greedy D^2 seeding."""
     if init == "random":
         return X[jax.random.choice(key, X.shape[0], (n_clusters,), replace=False)]
     return _kmeans_pp(key, X, n_clusters)
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=("alpha", "batch_size", "L", "max_iter", "sampler", "noise", "max_lloyd"),
-)
-def kmeans_fit(key, X, centers, gamma, scoping, lr, lr_inner, beta, tol, *, alpha=0.75,
-               batch_size, L, max_iter, sampler="ula", noise="gaussian", max_lloyd=300):
-    """Local-entropy descent from ``centers`` (K, d) on ``X`` (N, d), then Lloyd.
+def _outer_step(method, sampler, noise, X, hp, batch_size, num_steps):
+    """One outer step ``(x, key, gamma_k) -> x`` of ``method`` (module docstring)."""
+    N = X.shape[0]
 
-    Pure and jitted, in reduced units (see the module docstring: pass standardised data);
-    ``jax.vmap`` over ``key`` and ``centers`` runs independent trials. Returns
-    ``(centers, lloyd_steps)``. ``sampler="heat"`` replaces the inner loop by HEAT
-    (DESIGN.md §4, eq. 35): ``g = mean_l grad f_mb(x + e_l)`` over ``L`` copies ``e_l ~ N(0,
-    gamma_k I)``, each on its own mini-batch, and each centre takes ``lr`` times its Newton
-    step (``g`` over its curvature, the summed count of points it owns: Lloyd's step when
-    ``gamma_k -> 0`` and ``lr = 1``).
-    """
-    K, N = centers.shape[0], X.shape[0]
-    scale = K / 2.0
+    def batches(key):
+        return X[jax.random.randint(key, (num_steps, batch_size), 0, N)]
+
+    def sbe(x, key, g):
+        scale = x.shape[0]  # f = (K/2) J: grad f = (K/2) grad J
+
+        def fixed_point(carry, batch):
+            y, mean, n = carry
+            counts, sums = _assign_stats(y, batch)
+            y = x - g * scale * (counts[:, None] * y - sums) / batch_size
+            n = n + 1
+            return (y, mean + (y - mean) / n, n), None
+
+        (_, mean, _), _ = jax.lax.scan(fixed_point, (x, jnp.zeros_like(x), 0.0), batches(key))
+        return x - hp.learning_rate * (x - mean)
 
     def heat(x, key, g):
-        # Centres perturbed by N(0, g I), L copies, each on its own mini-batch.
         k_noise, k_batch = jax.random.split(key)
-        e = jnp.sqrt(g) * normal_like(k_noise, jnp.zeros((L, *x.shape), x.dtype), noise)
-        idx = jax.random.randint(k_batch, (L, batch_size), 0, N)
-        counts, sums = jax.vmap(lambda e_l, i: _assign_stats(x + e_l, X[i]))(e, idx)
+        shape = jnp.zeros((num_steps, *x.shape), x.dtype)
+        e = jnp.sqrt(g) * noises.noise_like(k_noise, shape, noise)
+        counts, sums = jax.vmap(lambda e_l, b: _assign_stats(x + e_l, b))(e, batches(k_batch))
         n = counts.sum(0)[:, None]
         grad = n * x + (counts[..., None] * e).sum(0) - sums.sum(0)
-        return x - lr * grad / jnp.maximum(n, 1.0)
+        return x - hp.learning_rate * grad / jnp.maximum(n, 1.0)
 
-    def outer(carry, k):
-        x, key = carry
-        key, sub = jax.random.split(key)
-        g = gamma * (1.0 - scoping) ** k
-        if sampler == "heat":
-            return (heat(x, sub, g), key), None
-        estimator = {"ula": ExponentialAverage(alpha), "baoab": TimeAverage(),
-                     "hj": LastIterate()}[sampler]
-        h = lr_inner / (1.0 + 1.0 / g)
+    def entropy_sgd(x, key, g):
+        scale = x.shape[0] / 2.0
+        h = hp.step_size / (1.0 + 1.0 / g)
 
         def grad_H(y, batch):
             return scale * kmeans_grad(y, batch) + (y - x) / g
 
-        if sampler == "ula":
-            kernel = ula(grad_H, h, beta, noise=noise)
-        elif sampler == "baoab":
-            kernel = baoab(grad_H, h, beta, noise=noise)
-        else:
-            kernel = hj(grad_H, h)
+        kernel = {"ula": lambda: ula(grad_H, h, hp.beta, noise=noise),
+                  "baoab": lambda: baoab(grad_H, h, hp.beta, noise=noise),
+                  "hj": lambda: hj(grad_H, h)}[sampler]()
+        # ULA's exponential average has a traced alpha, so it is written out here.
+        estimator = {"baoab": TimeAverage(), "hj": LastIterate()}.get(sampler)
+        k_init, k_batch, k_steps = jax.random.split(key, 3)
+        data = batches(k_batch)
 
-        def inner(state, step_key):
-            state, acc = state
-            kb, kn = jax.random.split(step_key)
-            batch = X[jax.random.randint(kb, (batch_size,), 0, N)]
-            state, _ = kernel.step(kn, state, batch)
-            return (state, estimator.update(acc, state.position)), None
+        def inner(carry, inputs):
+            state, acc = carry
+            step_key, batch = inputs
+            state, _ = kernel.step(step_key, state, batch)
+            if estimator is None:
+                acc = hp.alpha * acc + (1.0 - hp.alpha) * state.position
+            else:
+                acc = estimator.update(acc, state.position)
+            return (state, acc), None
 
-        k_init, k_steps = jax.random.split(sub)
-        start = kernel.init(x, k_init, X[:batch_size])
-        (_, acc), _ = jax.lax.scan(inner, (start, estimator.init(x)),
-                                   jax.random.split(k_steps, L))
-        return (x - lr * (x - estimator.result(acc)), key), None
+        acc0 = x if estimator is None else estimator.init(x)
+        start = kernel.init(x, k_init, data[0])
+        (_, acc), _ = jax.lax.scan(inner, (start, acc0),
+                                   (jax.random.split(k_steps, num_steps), data))
+        mean = acc if estimator is None else estimator.result(acc)
+        return x - hp.learning_rate * (x - mean)
 
-    (x, _), _ = jax.lax.scan(outer, (centers, key), jnp.arange(max_iter))
-    return _lloyd(x, X, tol, max_lloyd)
+    return {"sbe": sbe, "heat": heat, "entropy-sgd": entropy_sgd}[method]
+
+
+@functools.partial(jax.jit, static_argnames=("method", "sampler", "noise", "batch_size",
+                                             "num_steps", "max_iter"))
+def kmeans_descent(key, X, centers, hp: KMeansHyper, *, method="sbe", sampler="ula",
+                   noise="gaussian", batch_size, num_steps, max_iter):
+    """``max_iter`` outer steps of ``method`` from ``centers`` (K, d) on ``X`` (N, d), in
+    reduced units (standardised data, module docstring); no Lloyd polish. Pure and jitted;
+    ``jax.vmap`` over ``key`` and ``centers`` runs independent trials."""
+    step = _outer_step(method, sampler, noise, X, hp, batch_size, num_steps)
+    log_rate = jnp.log1p(-jnp.asarray(hp.scoping, X.dtype))
+
+    def outer(x, inputs):
+        k, key = inputs
+        return step(x, key, hp.gamma * jnp.exp(log_rate * k)), None
+
+    ks = jnp.arange(max_iter, dtype=X.dtype)
+    x, _ = jax.lax.scan(outer, centers, (ks, jax.random.split(key, max_iter)))
+    return x
+
+
+@functools.partial(jax.jit, static_argnames=("n_clusters", "init", "method", "sampler",
+                                             "noise", "batch_size", "num_steps",
+                                             "max_iter", "max_lloyd"))
+def kmeans_trials(keys, X, hp: KMeansHyper, *, n_clusters, init="random", centers=None,
+                  method="sbe", sampler="ula", noise="gaussian", batch_size, num_steps,
+                  max_iter, max_lloyd=300):
+    """Independent runs, one per key (T keys), as one vmapped, jitted call: seed (``init``
+    "random" or "k-means++", or the given ``centers`` (K, d)), descend, polish with Lloyd.
+    Returns ``(centers (T, K, d), energies (T,), lloyd_steps (T,))`` in reduced units."""
+
+    def one(key):
+        k_init, k_fit = jax.random.split(key)
+        C0 = init_centers(k_init, X, n_clusters, init) if centers is None else centers
+        C = kmeans_descent(k_fit, X, C0, hp, method=method, sampler=sampler, noise=noise,
+                           batch_size=batch_size, num_steps=num_steps, max_iter=max_iter)
+        C, steps = lloyd(C, X, hp.tol, max_lloyd)
+        return C, kmeans_energy(C, X), steps
+
+    return jax.vmap(one)(keys)
 
 
 def _check_number(name, value, low, high=np.inf, *, low_open=True, integer=False):
@@ -191,68 +292,147 @@ def _check_number(name, value, low, high=np.inf, *, low_open=True, integer=False
 
 
 class LocalEntropyKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
-    """k-means by local-entropy (Entropy-SGD) descent, then Lloyd to the nearby minimum.
+    """k-means by local-entropy descent (stochastic backward Euler by default), then Lloyd.
 
-    Parameters (``gamma``, ``beta`` and the steps in the reduced units of the module
-    docstring; conventions of DESIGN.md §1: ``gamma`` is the scope, ``beta`` the inverse
-    temperature):
+    The best of ``n_init`` independent runs by energy, all run in one vmapped, jitted call.
+    ``gamma`` and the steps are in the reduced units of :mod:`lesample.kmeans` (data centred
+    and scaled to unit energy for one centre; a centre owning a ``1/K`` share of the data has
+    curvature 1), so the defaults serve data of any scale and any ``K``; docs/kmeans.md
+    states how they were chosen and what they reach.
 
-    n_clusters: ``K``. init: ``"random"`` (``K`` distinct data points), ``"k-means++"`` or
-    an array (K, d). batch_size: mini-batch size of the inner loop (capped at ``N``).
-    L: inner steps per outer step (HEAT: perturbed copies). gamma: initial scope;
-    scoping: ``gamma_1``, the scope is multiplied by ``1 - scoping`` each outer step. lr:
-    outer step, ``x <- x - lr (x - <y>)`` (HEAT: the fraction of each centre's Newton
-    step). lr_inner: inner step as a fraction of ``1 / (1 + 1/gamma)``. beta: inverse
-    temperature of the inner sampler (``inf``: noise-free). alpha: exponential-average
-    weight of ``<y>`` (ULA). sampler: ``"ula"`` (Entropy-SGD), ``"baoab"``, ``"hj"`` or
-    ``"heat"`` (Gaussian smoothing of scope ``gamma``, see :func:`kmeans_fit`; with a large
-    initial scope shrinking slowly to ~0 it is a coarse-to-fine continuation, the k-means
-    study's setting: ``gamma=1`` down to 1e-4 over ``max_iter`` steps, ``L=16, lr=0.5``).
-    noise: ``"gaussian"`` or ``"rademacher"``. max_iter: outer steps. tol: Lloyd stops
-    when the squared shift of the centres (reduced units) is at most ``tol``.
-    random_state: seed or ``RandomState``.
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        The number of centres ``K``.
+    init : {"random", "k-means++"} or array of shape (n_clusters, n_features), default="random"
+        ``"random"``: ``K`` distinct data points; ``"k-means++"``: greedy D^2 seeding with
+        ``2 + floor(log K)`` candidates per centre (scikit-learn's); an array: the start of
+        every run.
+    n_init : int, default=8
+        Independent runs (each from its own start); the one with the lowest energy is kept.
+    method : {"sbe", "heat", "entropy-sgd"}, default="sbe"
+        The outer step (module docstring): stochastic backward Euler, HEAT (Gaussian
+        smoothing, no sampler) or Entropy-SGD with the inner ``sampler``.
+    num_steps : int, default=10
+        Inner steps per outer step (SBE: fixed-point steps; HEAT: perturbed copies;
+        Entropy-SGD: sampler steps), each on its own mini-batch.
+    gamma : float, default=1.0
+        Initial scope (reduced units); SBE's implicit step.
+    scoping : float in [0, 1), default=0.0
+        The scope at outer step ``k`` is ``gamma (1 - scoping)^k``, the schedule
+        ``lesample.optim.scoping(gamma, scoping)``.
+    learning_rate : float in (0, 1], default=1.0
+        Outer step ``x <- x - learning_rate (x - <y>)`` (1: the proximal step ``x <- <y>``;
+        HEAT: the fraction of each centre's Newton step).
+    step_size : float, default=0.5
+        Entropy-SGD's inner step as a fraction of ``1 / (1 + 1/gamma_k)``; SBE's inner step
+        is the scope itself and HEAT has none.
+    beta : float, default=1e3
+        Entropy-SGD's inverse temperature (``inf``: noise-free).
+    alpha : float in [0, 1), default=0.75
+        Entropy-SGD with ULA: the exponential-average weight of ``<y>``.
+    sampler : {"ula", "baoab", "hj"}, default="ula"
+        Entropy-SGD's inner sampler.
+    noise : {"gaussian", "rademacher"}, default="gaussian"
+        Noise of Entropy-SGD's sampler and of HEAT's perturbations.
+    batch_size : int, default=1000
+        Mini-batch size of each inner step (capped at ``n_samples``).
+    max_iter : int, default=30
+        Outer steps before the Lloyd polish.
+    tol : float, default=1e-6
+        Lloyd stops when the squared shift of the centres (reduced units) is at most ``tol``.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the starts, the mini-batches and the noise.
+    L, lr, lr_inner : deprecated
+        Old names of ``num_steps``, ``learning_rate`` and ``step_size`` (removed in the next
+        release). ``sampler="heat"`` is the old spelling of ``method="heat"``.
 
-    Attributes: ``cluster_centers_`` (K, d), ``labels_`` (N,), ``inertia_`` (``N J``, the
-    sum of squared distances, as in scikit-learn), ``n_iter_`` (outer steps plus Lloyd
-    steps), ``n_features_in_``.
+    Attributes
+    ----------
+    cluster_centers_ : ndarray of shape (n_clusters, n_features)
+        The centres of the best run.
+    labels_ : ndarray of shape (n_samples,)
+        Index of the nearest centre of each training point.
+    inertia_ : float
+        Sum of squared distances to the nearest centre (``N J``), as in scikit-learn.
+    n_iter_ : int
+        Outer steps plus the Lloyd steps of the best run.
+    energies_ : ndarray of shape (n_init,)
+        Final energy ``J`` of each run (reduced units: divide by the energy of one centre at
+        the mean).
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of the features, when ``X`` has string column names.
     """
 
-    def __init__(self, n_clusters=8, *, init="random", batch_size=1000, L=20, gamma=0.03,
-                 scoping=0.03, lr=1.0, lr_inner=0.5, beta=1e3, alpha=0.75, sampler="ula",
-                 noise="gaussian", max_iter=200, tol=1e-6, random_state=None):
+    def __init__(self, n_clusters=8, *, init="random", n_init=8, method="sbe", num_steps=10,
+                 gamma=1.0, scoping=0.0, learning_rate=1.0, step_size=0.5, beta=1e3,
+                 alpha=0.75, sampler="ula", noise="gaussian", batch_size=1000, max_iter=30,
+                 tol=1e-6, random_state=None, L="deprecated", lr="deprecated",
+                 lr_inner="deprecated"):
         self.n_clusters = n_clusters
         self.init = init
-        self.batch_size = batch_size
-        self.L = L
+        self.n_init = n_init
+        self.method = method
+        self.num_steps = num_steps
         self.gamma = gamma
         self.scoping = scoping
-        self.lr = lr
-        self.lr_inner = lr_inner
+        self.learning_rate = learning_rate
+        self.step_size = step_size
         self.beta = beta
         self.alpha = alpha
         self.sampler = sampler
         self.noise = noise
+        self.batch_size = batch_size
         self.max_iter = max_iter
         self.tol = tol
         self.random_state = random_state
+        self.L = L
+        self.lr = lr
+        self.lr_inner = lr_inner
 
-    def _check_params(self, n_samples, n_features):
-        _check_number("n_clusters", self.n_clusters, 0, integer=True)
-        for name in ("batch_size", "L", "max_iter"):
-            _check_number(name, getattr(self, name), 0, integer=True)
-        for name in ("gamma", "lr_inner"):
-            _check_number(name, getattr(self, name), 0)
-        _check_number("scoping", self.scoping, 0, 1, low_open=False)
-        _check_number("lr", self.lr, 0, 1)
-        _check_number("beta", self.beta, 0, np.inf)
-        _check_number("alpha", self.alpha, 0, 1, low_open=False)
-        _check_number("tol", self.tol, 0, low_open=False)
-        if self.sampler not in KMEANS_SAMPLERS:
-            raise ValueError(f"`sampler` must be one of {KMEANS_SAMPLERS}; got {self.sampler!r}.")
-        if self.noise not in ("gaussian", "rademacher"):
-            raise ValueError(f"`noise` must be 'gaussian' or 'rademacher'; got {self.noise!r}.")
-        if self.n_clusters > n_samples:
-            raise ValueError(f"`n_clusters` = {self.n_clusters} must be <= n_samples = "
+    def resolved_params(self) -> dict:
+        """The parameters of a run under their current names (old names mapped, with a
+        DeprecationWarning); ``init`` and ``random_state`` left out."""
+        out = {name: getattr(self, name) for name in (
+            "n_clusters", "n_init", "method", "num_steps", "gamma", "scoping",
+            "learning_rate", "step_size", "beta", "alpha", "sampler", "noise", "batch_size",
+            "max_iter", "tol")}
+        for old, new in RENAMED.items():
+            if getattr(self, old) != "deprecated":
+                warnings.warn(f"`{old}` is deprecated and will be removed in the next release; "
+                              f"use `{new}`.", DeprecationWarning, stacklevel=3)
+                out[new] = getattr(self, old)
+        if out["sampler"] == "heat":
+            warnings.warn("`sampler='heat'` is deprecated (HEAT has no sampler) and will be "
+                          "removed in the next release; use `method='heat'`.",
+                          DeprecationWarning, stacklevel=3)
+            out["method"], out["sampler"] = "heat", "ula"
+        return out
+
+    def _check_params(self, s: dict, n_samples, n_features):
+        _check_number("n_clusters", s["n_clusters"], 0, integer=True)
+        for name in ("n_init", "batch_size", "num_steps", "max_iter"):
+            _check_number(name, s[name], 0, integer=True)
+        for name in ("gamma", "step_size"):
+            _check_number(name, s[name], 0)
+        _check_number("scoping", s["scoping"], 0, 1, low_open=False)
+        if s["scoping"] == 1:
+            raise ValueError("`scoping` must be < 1 (the scope is multiplied by 1 - scoping "
+                             "each outer step); got 1.")
+        _check_number("learning_rate", s["learning_rate"], 0, 1)
+        _check_number("beta", s["beta"], 0, np.inf)
+        _check_number("alpha", s["alpha"], 0, 1, low_open=False)
+        _check_number("tol", s["tol"], 0, low_open=False)
+        if s["method"] not in METHODS:
+            raise ValueError(f"`method` must be one of {METHODS}; got {s['method']!r}.")
+        if s["sampler"] not in SAMPLERS:
+            raise ValueError(f"`sampler` must be one of {SAMPLERS}; got {s['sampler']!r}.")
+        if s["noise"] not in ("gaussian", "rademacher"):
+            raise ValueError(f"`noise` must be 'gaussian' or 'rademacher'; got {s['noise']!r}.")
+        if s["n_clusters"] > n_samples:
+            raise ValueError(f"`n_clusters` = {s['n_clusters']} must be <= n_samples = "
                              f"{n_samples} (X has fewer points than clusters).")
         if isinstance(self.init, str):
             if self.init not in ("random", "k-means++"):
@@ -260,9 +440,9 @@ class LocalEntropyKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                                  f"{self.init!r}.")
             return None
         init = np.asarray(self.init, dtype=np.float64)
-        if init.shape != (self.n_clusters, n_features):
+        if init.shape != (s["n_clusters"], n_features):
             raise ValueError(f"`init` array must have shape (n_clusters, n_features) = "
-                             f"({self.n_clusters}, {n_features}); got {init.shape}.")
+                             f"({s['n_clusters']}, {n_features}); got {init.shape}.")
         if not np.all(np.isfinite(init)):
             raise ValueError("`init` array contains NaN or inf.")
         return init
@@ -270,25 +450,33 @@ class LocalEntropyKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     def fit(self, X, y=None):
         """Fit the centres to ``X`` (N, d); ``y`` is ignored."""
         X = validate_data(self, X, dtype=[np.float64, np.float32])
-        init = self._check_params(*X.shape)
+        s = self.resolved_params()
+        init = self._check_params(s, *X.shape)
         rng = check_random_state(self.random_state)
         key = jax.random.key(rng.randint(np.iinfo(np.int32).max))
         mean = X.mean(axis=0)
         scale = np.sqrt(((X - mean) ** 2).sum(axis=1).mean()) or 1.0
         Z = jnp.asarray((X - mean) / scale, jnp.float32)
-        k_init, k_fit = jax.random.split(key)
-        if init is None:
-            C0 = init_centers(k_init, Z, self.n_clusters, self.init)
-        else:
-            C0 = jnp.asarray((init - mean) / scale, jnp.float32)
-        C, steps = kmeans_fit(
-            k_fit, Z, C0, self.gamma, self.scoping, self.lr, self.lr_inner, self.beta,
-            self.tol, alpha=float(self.alpha), batch_size=min(self.batch_size, X.shape[0]),
-            L=self.L, max_iter=self.max_iter, sampler=self.sampler, noise=self.noise,
-        )
-        self.cluster_centers_ = (np.asarray(C, np.float64) * scale + mean).astype(X.dtype)
-        self.n_iter_ = self.max_iter + int(steps)
+        hp = KMeansHyper(*(float(s[f]) for f in KMeansHyper._fields))
+        C, energies, steps = kmeans_trials(
+            jax.random.split(key, s["n_init"]), Z, hp, n_clusters=s["n_clusters"],
+            init=self.init if init is None else "random",
+            centers=None if init is None else jnp.asarray((init - mean) / scale, jnp.float32),
+            method=s["method"], sampler=s["sampler"], noise=s["noise"],
+            batch_size=min(s["batch_size"], X.shape[0]), num_steps=s["num_steps"],
+            max_iter=s["max_iter"])
+        energies = np.asarray(energies, np.float64)
+        best = int(np.argmin(energies))
+        self.cluster_centers_ = (np.asarray(C[best], np.float64) * scale + mean).astype(X.dtype)
+        self.n_iter_ = s["max_iter"] + int(steps[best])
+        self.energies_ = energies
         self.labels_, self.inertia_ = self._assign(X)
+        found = len(np.unique(self.labels_))
+        if found < s["n_clusters"]:
+            warnings.warn(f"Number of distinct clusters ({found}) found smaller than "
+                          f"n_clusters ({s['n_clusters']}): {s['n_clusters'] - found} centres "
+                          "own no point. Possibly due to duplicate points in X.",
+                          ConvergenceWarning, stacklevel=2)
         return self
 
     def _sqdist(self, X):
