@@ -87,7 +87,10 @@ class WarmupRecord(NamedTuple):
     after the window; ``step_size``/``friction``: the values set from it (for MALA the
     dual-averaged step the window ended with); ``acceptance_rate``: MALA's mean in the
     window (NaN for the others); ``num_grads``/``num_hvps``: totals over all chains;
-    ``diverged``: (chains,) a chain reached a non-finite state during warm-up.
+    ``num_unstable``: per window, the chain steps that reached a non-finite state. Such a
+    window is discarded: the chains return to where it started, the preconditioner is not
+    updated, and the step fraction is halved from then on, so a start in a flat region
+    (whose curvature underestimates the typical one) cannot blow the warm-up up.
     """
 
     window_lengths: jax.Array
@@ -98,7 +101,7 @@ class WarmupRecord(NamedTuple):
     acceptance_rate: jax.Array
     num_grads: jax.Array
     num_hvps: jax.Array
-    diverged: jax.Array
+    num_unstable: jax.Array
 
 
 class PreconditionedState(NamedTuple):
@@ -368,8 +371,8 @@ def warmup(
             z_sub, jax.random.split(k, n_curv))
         return jnp.median(lo), jnp.max(hi), n_curv * min(num_lanczos, dim)
 
-    def settings(lo, hi):
-        h = stable_step(kind, hi, safety)
+    def settings(lo, hi, shrink=1.0):
+        h = stable_step(kind, hi, safety * shrink)
         friction = 2.0 * jnp.sqrt(jnp.maximum(lo, hi / MAX_CONDITION))
         return h, friction
 
@@ -381,21 +384,24 @@ def warmup(
     h, friction = settings(lo, hi)
     nan = jnp.full(num_windows, jnp.nan)
     rec = WarmupRecord(lengths, nan, nan, nan, nan, nan, jnp.zeros((), jnp.int32),
-                       jnp.asarray(n_hvps, jnp.int32), jnp.zeros(num_chains, bool))
+                       jnp.asarray(n_hvps, jnp.int32), jnp.zeros(num_windows, jnp.int32))
 
     def window(w, carry):
-        ys, p, h, friction, rec, key = carry
+        ys, p, h, friction, shrink, rec, key = carry
         key, k_run, k_curv = jax.random.split(key, 3)
         # MALA's last window keeps the metric and dual-averages the step for it (Stan's
         # terminal window); every other window re-estimates the metric after it.
         terminal = (kind == "mala") & (w == last)
-        ys, p_new, (accept, h_da, grads, div) = _run_window(
+        ys_new, p_new, (accept, h_da, grads, unstable) = _run_window(
             kind, target, p, h, friction, ys, k_run, lengths[w], dense, noise, batch,
             target_accept)
+        ok = unstable == 0
+        ys = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), ys_new, ys)
         if preconditioner != "none":
-            p = jax.tree_util.tree_map(lambda a, b: jnp.where(terminal, b, a), p_new, p)
+            p = jax.tree_util.tree_map(lambda a, b: jnp.where(terminal | ~ok, b, a), p_new, p)
         lo, hi, its = measure(p, ys, k_curv)
-        h_curv, friction = settings(lo, hi)
+        shrink = jnp.where(ok, shrink, 0.5 * shrink)
+        h_curv, friction = settings(lo, hi, shrink)
         h = jnp.where(terminal, h_da, h_curv)
         rec = rec._replace(
             lambda_max=rec.lambda_max.at[w].set(hi), lambda_min=rec.lambda_min.at[w].set(lo),
@@ -403,11 +409,11 @@ def warmup(
             friction=rec.friction.at[w].set(friction),
             acceptance_rate=rec.acceptance_rate.at[w].set(accept),
             num_grads=rec.num_grads + grads, num_hvps=rec.num_hvps + its,
-            diverged=rec.diverged | div)
-        return ys, p, h, friction, rec, key
+            num_unstable=rec.num_unstable.at[w].set(unstable))
+        return ys, p, h, friction, shrink, rec, key
 
-    ys, p, h, friction, rec, _ = jax.lax.fori_loop(
-        0, num_windows, window, (ys, p, h, friction, rec, key))
+    ys, p, h, friction, _, rec, _ = jax.lax.fori_loop(
+        0, num_windows, window, (ys, p, h, friction, jnp.ones(()), rec, key))
     fr = friction if kind == "baoab" else jnp.full((), jnp.nan)
     return ys, AdaptedParameters(h, fr, p), rec
 
@@ -416,7 +422,7 @@ def _run_window(kind, target, p, h, friction, ys, key, length, dense, noise, bat
                 target_accept):
     """One window of ``length`` (traced) steps from positions ``ys`` (chains leading).
     Returns the final positions, the preconditioner from the second half's moments, and
-    ``(mean acceptance, dual-averaged step, gradients, diverged per chain)``."""
+    ``(mean acceptance, dual-averaged step, gradients, undone non-finite steps)``."""
     num_chains = jax.tree_util.tree_leaves(ys)[0].shape[0]
     zt = whiten(target, p)
     options = {} if kind == "mala" else dict(noise=noise)
@@ -437,8 +443,12 @@ def _run_window(kind, target, p, h, friction, ys, key, length, dense, noise, bat
         states, moments, log_h, g_bar, log_h_bar, acc_sum, div, grads = carry
         k = jax.random.fold_in(k_run, t)
         alg = build_sampler(kind, zt, jnp.exp(log_h), **options) if kind == "mala" else alg0
-        states, info = jax.vmap(lambda s, kk: alg.step(kk, s, *args))(
+        new, info = jax.vmap(lambda s, kk: alg.step(kk, s, *args))(
             states, jax.random.split(k, num_chains))
+        bad = info.diverged
+        states = jax.tree_util.tree_map(
+            lambda a_, b_: jnp.where(bad.reshape(bad.shape + (1,) * (a_.ndim - 1)), b_, a_),
+            new, states)
         if kind == "mala":
             a = jnp.nanmean(info.acceptance_rate)
             m = t + 1.0
@@ -452,10 +462,10 @@ def _run_window(kind, target, p, h, friction, ys, key, length, dense, noise, bat
         upd = _moments_update(moments, ys_now, dense)
         moments = jax.tree_util.tree_map(lambda a_, b_: jnp.where(t >= half, a_, b_),
                                          upd, moments)
-        return (states, moments, log_h, g_bar, log_h_bar, acc_sum, div | info.diverged,
+        return (states, moments, log_h, g_bar, log_h_bar, acc_sum, div + bad.sum(),
                 grads + info.num_grads.sum())
 
-    carry = (states, moments, jnp.log(h), zero, zero, zero, jnp.zeros(num_chains, bool),
+    carry = (states, moments, jnp.log(h), zero, zero, zero, jnp.zeros((), jnp.int32),
              jnp.zeros((), jnp.int32))
     states, moments, _, _, log_h_bar, acc_sum, div, grads = jax.lax.fori_loop(
         0, length, body, carry)
