@@ -34,8 +34,7 @@ from lesample.optim._base import (
     transformation,
 )
 from lesample.optim._inner import InnerLoop
-from lesample.samplers import hj as hj_kernel
-from lesample.samplers import run_chains
+from lesample.samplers import descent, run_chains
 
 __all__ = ["hj"]
 
@@ -98,7 +97,7 @@ def hj(
                 return jax.tree_util.tree_map(lambda gi, zi: zi / gamma_n - gi, g, z)
 
             head = jax.tree_util.tree_map(lambda u: u[:-1], grad_inputs)
-            trace = run_chains(hj_kernel(grad_H2, step_size), jax.random.key(0), z,
+            trace = run_chains(descent.hj(grad_H2, step_size), jax.random.key(0), z,
                                num_steps=num_steps - 1, batches=head, estimator=LastIterate(),
                                keep_draws=False, unroll=inner.unroll)
             z = jax.tree_util.tree_map(lambda u, v: u[0].astype(v.dtype), trace.estimate, x)

@@ -4,6 +4,11 @@
 ``LocalEntropyTarget``; the per-kernel factories (``ula``, ``mala``, ``baoab``, ``hj``,
 ``numpyro_hmc``) take the target's functions directly. A user's kernel is any
 ``SamplingAlgorithm`` (docs/architecture.md, "add a sampler").
+
+Modules are named for the dynamics they hold, not for the factory they export (which would
+shadow them): ``overdamped`` (ULA/SGLD), ``descent`` (HJ), ``metropolis`` (MALA),
+``underdamped`` (BAOAB), ``numpyro_kernels`` (HMC/NUTS), ``driver`` (``run_chains``,
+``sample``), ``base`` (the protocol).
 """
 
 from __future__ import annotations
@@ -11,8 +16,8 @@ from __future__ import annotations
 import warnings
 
 from lesample.checks import check_choice
-from lesample.samplers.baoab import baoab
 from lesample.samplers.base import SamplingAlgorithm
+from lesample.samplers.descent import HJInfo, HJState, hj
 from lesample.samplers.driver import (
     DivergenceError,
     DivergenceWarning,
@@ -21,10 +26,10 @@ from lesample.samplers.driver import (
     run_chains,
     sample,
 )
-from lesample.samplers.hj import hj
-from lesample.samplers.mala import mala
-from lesample.samplers.numpyro_hmc import numpyro_hmc
-from lesample.samplers.ula import ula
+from lesample.samplers.metropolis import MALAInfo, MALAState, mala
+from lesample.samplers.numpyro_kernels import HMCInfo, HMCState, numpyro_hmc
+from lesample.samplers.overdamped import ULAInfo, ULAState, ula
+from lesample.samplers.underdamped import BAOABInfo, BAOABState, baoab
 
 __all__ = [
     "KERNELS",
@@ -41,6 +46,16 @@ __all__ = [
     "baoab",
     "hj",
     "numpyro_hmc",
+    "ULAState",
+    "ULAInfo",
+    "HJState",
+    "HJInfo",
+    "MALAState",
+    "MALAInfo",
+    "BAOABState",
+    "BAOABInfo",
+    "HMCState",
+    "HMCInfo",
 ]
 
 #: Kernel names accepted by ``build_sampler`` and ``local_entropy_grad`` ("sgld" is ULA

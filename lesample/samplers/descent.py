@@ -18,8 +18,8 @@ import jax.numpy as jnp
 from lesample import tree
 from lesample.checks import check_positive
 from lesample.samplers.base import SamplingAlgorithm, check_gradient
-from lesample.samplers.ula import ULAState as HJState
-from lesample.samplers.ula import init
+from lesample.samplers.overdamped import ULAState as HJState
+from lesample.samplers.overdamped import init
 
 __all__ = ["HJState", "HJInfo", "init", "build_kernel", "hj"]
 
