@@ -1,6 +1,6 @@
-"""Wall time of a study sweep on each executor, measured in one run: a fixed grid of the sampler
-study's quick cells run serially, on a local process pool of ``--workers`` workers, and on a
-Dask ``LocalCluster`` of as many single-threaded worker processes.
+"""Wall time of a study sweep on each executor, measured in one run: a fixed grid of the
+sampler study's quick cells (no NUTS) run serially, on a local process pool of ``--workers``
+workers, and on a Dask ``LocalCluster`` of as many single-threaded worker processes.
 
 Each variant runs in a fresh Python process (nothing compiled in its memory) into a new cell
 store, and its time covers starting the workers, running every cell and saving the results
@@ -50,14 +50,15 @@ CHILD = textwrap.dedent("""
 
 
 def quick_cells(n: int) -> list[dict]:
-    """The first ``n`` cells of ``lesample study samplers --quick``, in its order, spread
-    over its targets (every ``k``-th cell)."""
+    """``n`` cells of ``lesample study samplers --quick`` spread over its targets (every
+    ``k``-th cell, in the study's order), leaving out the NUTS cells (each runs minutes, so a
+    few of them would decide the wall time alone)."""
     from studies.samplers import grid, target_settings
 
     targets, budgets = grid("quick")
     cells = [dict(target=t, **s, seed=seed, num_chains=32, budgets=budgets, version=1)
              for t, num_seeds in targets.items() for s in target_settings(t, "quick")
-             for seed in range(num_seeds)]
+             for seed in range(num_seeds) if not s["sampler"].endswith("nuts")]
     step = max(1, len(cells) // n)
     return cells[::step][:n]
 
@@ -83,7 +84,7 @@ def max_difference(a: pd.DataFrame, b: pd.DataFrame) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cells", type=int, default=16, help="cells in the grid")
+    parser.add_argument("--cells", type=int, default=12, help="cells in the grid")
     parser.add_argument("--workers", type=int, default=2, help="workers of the pools")
     parser.add_argument("--rounds", type=int, default=1, help="timed runs of each variant")
     parser.add_argument("--no-dask", action="store_true", help="skip the Dask LocalCluster")
@@ -96,7 +97,7 @@ def main() -> None:
         cells_file = tmp / "cells.json"
         cells_file.write_text(json.dumps(cells))
         env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(tmp / "jax-cache"))
-        print(f"grid: {len(cells)} cells of `lesample study samplers --quick`; "
+        print(f"grid: {len(cells)} cells of `lesample study samplers --quick` (no NUTS); "
               f"{os.cpu_count()} cores; load average before: "
               f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
         warm = run_variant("serial", 1, cells_file, tmp / "warm", env)

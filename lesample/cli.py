@@ -3,6 +3,8 @@
     lesample list                                  the available studies
     lesample study NAME [--quick|--full] [--out DIR] [--no-progress] [options]
     lesample run [--quick|--full] [--out DIR]      every study, then the index
+        --executor {serial,process,dask} --workers N --scheduler ADDRESS --retries N
+                                                   where the cells run (docs/executors.md)
     lesample index [--out DIR]                     rewrite DIR/index.html from DIR/*/report.html
 
 A study writes into ``DIR/NAME/`` (default ``reports/kmeans/`` ...): its results as CSV, its
@@ -11,8 +13,10 @@ finished cells (a rerun resumes, recomputing nothing) and ``report.html``; then
 are cached in ``~/.cache/lesample/jax`` (``$XDG_CACHE_HOME``, or ``JAX_COMPILATION_CACHE_DIR``
 to choose), so a resumed run does not compile them again.
 
-Exit status: 0 on success, 1 on failure (one line on stderr; ``--debug`` shows the
-traceback), 2 on a usage error (unknown study, bad option), 130 when interrupted.
+Every option of every study to run is checked before any work starts. Exit status: 0 on
+success, 1 on failure (one line on stderr; ``--debug`` shows the traceback) or when cells
+failed after their retries (the report is still written, listing them), 2 on a usage error
+(unknown study, bad option), 130 when interrupted.
 """
 
 from __future__ import annotations
