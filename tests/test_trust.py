@@ -45,3 +45,48 @@ def test_kernel_benchmark_rows_give_w2_against_its_monte_carlo_floor():
     r = row(shifted.reshape(2, n // 2, 4))
     assert r["w2"] >= np.linalg.norm(shifted.mean(0) - ref.mean(0)) - 1e-9
     assert r["w2"] > 1.5 * r["w2_floor"]
+
+
+# ----------------------------------------------------------------------------- samplers
+
+
+def _quartic_target():
+    import jax.numpy as jnp
+
+    import lesample as le
+
+    return le.local_entropy_target(lambda y: jnp.sum(y**4) / 4, jnp.zeros(1), 1e6, 1.0)
+
+
+def test_mala_diverged_means_the_new_state_is_non_finite():
+    # The issue's reproducer: chain 0's proposals overflow and are all rejected; it stays at
+    # 2000, finite, so it did not diverge.
+    import jax
+    import jax.numpy as jnp
+
+    import lesample as le
+
+    vg = jax.value_and_grad(lambda y: jnp.sum(y**4) / 4)
+    trace = le.run_chains(le.mala(vg, 1.0, 1.0), jax.random.key(0), jnp.array([[2000.0], [0.1]]),
+                          num_steps=20, num_chains=2, stacked=True)
+    assert not np.asarray(trace.diverged).any()
+    np.testing.assert_array_equal(np.asarray(trace.draws)[0], 2000.0)
+
+
+@pytest.mark.parametrize("name", ["ula", "sgld", "mala", "baoab", "hj", "hmc", "nuts"])
+def test_every_kernel_flags_exactly_the_chains_whose_state_is_non_finite(name):
+    import jax
+    import jax.numpy as jnp
+
+    import lesample as le
+
+    opts = dict(num_warmup=0) if name in ("hmc", "nuts") else {}
+    kernel = le.build_sampler(name, _quartic_target(), 1.0, **opts)
+    trace = le.run_chains(kernel, jax.random.key(0), jnp.array([[2000.0], [0.1]]),
+                          num_steps=20, num_chains=2, stacked=True)
+    # A non-finite state stays non-finite (every kernel), so "some new state was non-finite"
+    # is "the final state is non-finite".
+    final = jax.tree_util.tree_leaves(trace.final_state)
+    finite = np.all([np.isfinite(np.asarray(x, np.float64)).reshape(2, -1).all(1)
+                     for x in final if jnp.issubdtype(x.dtype, jnp.floating)], axis=0)
+    np.testing.assert_array_equal(np.asarray(trace.diverged), ~finite)

@@ -93,7 +93,8 @@ def build_kernel(value_and_grad_H, step_size, beta):
         new = jax.tree_util.tree_map(
             lambda a, b: jnp.where(accepted, a, b), MALAState(proposal, H_new, g_new), state
         )
-        diverged = ~(tree.all_finite(proposal) & jnp.isfinite(H_new))
+        # The new state, not the proposal: a rejected proposal that overflows moves nothing.
+        diverged = ~(tree.all_finite(new.position) & jnp.isfinite(new.H))
         return new, MALAInfo(accept_prob, accepted, diverged, jnp.ones((), jnp.int32))
 
     return kernel
