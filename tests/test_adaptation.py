@@ -222,3 +222,29 @@ def test_auto_scope_tracks_the_double_well_along_a_trajectory():
     s = auto_scope_update(s, grad_f, jnp.ones(1), jax.random.key(0), gamma_max=5.0, margin=0.0,
                           decay=0.5)
     np.testing.assert_allclose([float(s.neg_curvature), float(s.gamma)], [0.5, 2.0], rtol=1e-5)
+
+
+def test_entropy_sgd_gamma_auto_uses_the_curvature_rule():
+    """entropy_sgd(gamma="auto") on f with lambda_min(Q) = -2 runs the update of
+    entropy_sgd(gamma=1/(2 (1 + margin))) with the same keys, and counts its HVPs."""
+
+    rng = np.random.default_rng(1)
+    rot, _ = np.linalg.qr(rng.standard_normal((4, 4)))
+    Q = jnp.asarray((rot * np.array([-2.0, 1.0, 2.0, 4.0])) @ rot.T, jnp.float32)
+    grad_fn = jax.grad(lambda y, b: 0.5 * y @ Q @ y)
+    x = jnp.ones(4)
+    auto = le.optim.entropy_sgd(0.1, "auto", auto_scope=dict(gamma_max=10.0, margin=0.5),
+                                num_steps=5, beta=1e4, step_size=0.01, momentum=0.0)
+    fixed = le.optim.entropy_sgd(0.1, 1 / 3, num_steps=5, beta=1e4, step_size=0.01,
+                                 momentum=0.0)
+    key = jax.random.key(3)
+    u_auto, s_auto = auto.update(None, auto.init(x), x, grad_fn=grad_fn, key=key)
+    u_fixed, s_fixed = fixed.update(None, fixed.init(x), x, grad_fn=grad_fn, key=key)
+    np.testing.assert_allclose(u_auto, u_fixed, rtol=1e-4, atol=1e-6)
+    assert int(s_auto.num_grads) == int(s_fixed.num_grads) + 2 * 4  # 4 Lanczos HVPs (d = 4)
+    with pytest.raises(ValueError, match="coupling"):
+        le.optim.entropy_sgd(0.1, "auto", coupling=1.0)
+    with pytest.raises(ValueError, match="auto_scope"):
+        le.optim.entropy_sgd(0.1, 1.0, auto_scope={})
+    with pytest.raises(ValueError, match="margin"):
+        le.optim.entropy_sgd(0.1, "auto", auto_scope=dict(margin=-1.0))

@@ -9,6 +9,7 @@ import pytest
 pytest.importorskip("inference_gym")
 
 
+@pytest.mark.slow
 def test_gym_targets_are_finite_flat_potentials_with_ground_truth():
     import jax
 

@@ -24,8 +24,8 @@ from jax.flatten_util import ravel_pytree
 
 from lesample.adaptation import hvp, lanczos_extremes
 
-__all__ = ["ScopeState", "min_curvature", "auto_scope_init", "auto_scope_update",
-           "scope_regime"]
+__all__ = ["AutoScope", "ScopeState", "auto_scope_init", "auto_scope_update", "min_curvature",
+           "resolve_auto", "scope_regime"]
 
 
 class ScopeState(NamedTuple):
@@ -89,3 +89,35 @@ def scope_regime(grad_fn, y, gamma, key, batch=None, *, num_lanczos: int = 10):
     lam, _ = min_curvature(grad_fn, y, key, batch, num_lanczos=num_lanczos)
     lam_H = lam + 1.0 / gamma
     return lam_H, lam_H > 0
+
+
+class AutoScope:
+    """``gamma="auto"`` in an optimiser: at every update, ``gamma`` from the curvature of the
+    mini-batch loss at the outer iterate (the first gradient input of the update),
+    ``min(gamma_max, 1/((1 + margin) max(-lambda_min, 0)))``; ``num_lanczos`` HVPs each,
+    counted as two gradients each by the optimiser."""
+
+    def __init__(self, gamma_max: float = 1.0, margin: float = 0.5, num_lanczos: int = 10):
+        _check(gamma_max, margin, 0.0)
+        if isinstance(num_lanczos, bool) or not isinstance(num_lanczos, int) or num_lanczos < 1:
+            raise ValueError(f"`num_lanczos` must be an integer >= 1; got {num_lanczos!r}.")
+        self.gamma_max, self.margin, self.num_lanczos = float(gamma_max), float(margin), num_lanczos
+
+    def gamma(self, grad_fn, params, grad_input, key):
+        """``(gamma, hvps)`` at ``params``; ``grad_input`` None for a full-batch gradient."""
+        state = auto_scope_update(auto_scope_init(self.gamma_max), grad_fn, params, key,
+                                  grad_input, gamma_max=self.gamma_max, margin=self.margin,
+                                  decay=0.0, num_lanczos=self.num_lanczos)
+        return state.gamma, state.num_hvps
+
+
+def resolve_auto(gamma, coupling, options: dict | None) -> AutoScope | None:
+    """An ``AutoScope`` for ``gamma="auto"`` (then ``coupling`` must be None), else None
+    (and ``options`` must be None)."""
+    if not (isinstance(gamma, str) and gamma == "auto"):
+        if options is not None:
+            raise ValueError("`auto_scope` options need `gamma='auto'`.")
+        return None
+    if coupling is not None:
+        raise ValueError("Pass `gamma='auto'` or `coupling`, not both.")
+    return AutoScope(**(options or {}))

@@ -15,6 +15,7 @@ import jax
 import optax
 
 from lesample.checks import check_int, check_schedule, check_scope
+from lesample.optim._auto_scope import resolve_auto
 from lesample.optim._base import (
     OptimState,
     check_momentum,
@@ -48,6 +49,7 @@ def entropy_sgd(
     sampler_options: dict | None = None,
     unroll: int | bool = 1,
     grad_fn=None,
+    auto_scope: dict | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     """Entropy-SGD: descent on local entropy ``f_gamma`` with an MCMC inner loop (§7.1).
 
@@ -60,7 +62,10 @@ def entropy_sgd(
       learning_rate: the outer step ``eta`` (float or optax schedule of the outer step count).
         None (default): ``eta = gamma``, the proximal step ``x <- <y>`` (with momentum 0);
         this is the reference code's ``lr = 1`` (its ``lr`` is ``eta / gamma``).
-      gamma: the scope > 0, a float or a schedule (e.g. ``scoping(gamma_0, gamma_1)``);
+      gamma: the scope > 0, a float or a schedule (e.g. ``scoping(gamma_0, gamma_1)``),
+        or ``"auto"`` (Remark 6, docs/adaptation.md: at every update, from the loss's most
+        negative curvature at ``x``; options ``auto_scope={gamma_max, margin,
+        num_lanczos}``; its HVPs count as two gradients each in ``num_grads``);
         or give ``coupling = 1/gamma`` (float or schedule) instead, never both.
       num_steps: ``L``, inner steps per update (including ``burn_in``).
       step_size: the inner step ``eta'``.
@@ -98,7 +103,8 @@ def entropy_sgd(
     leapfrog steps for HMC/NUTS). The inner loop is jitted with ``grad_fn`` static: pass the
     same function object every step (or jit your train step) to avoid recompiling.
     """
-    gamma_s = check_scope(gamma, coupling, schedules=True)
+    auto = resolve_auto(gamma, coupling, auto_scope)
+    gamma_s = None if auto else check_scope(gamma, coupling, schedules=True)
     lr = check_schedule("learning_rate", learning_rate, allow_none=True)
     momentum = check_momentum(momentum)
     seed = check_int("seed", seed, low=0)
@@ -108,14 +114,19 @@ def entropy_sgd(
 
     def impl(state, params, grads, key, batches, *, grad_fn, loss_fn):
         del grads
-        gamma_n = evaluate(gamma_s, state.count)
         grad_inputs, noise_key, rng = step_inputs(key, batches, state.rng, inner.num_steps)
+        if auto is None:
+            gamma_n, hvps = evaluate(gamma_s, state.count), 0
+        else:
+            first = jax.tree_util.tree_map(lambda u: u[0], grad_inputs) if grad_fn else None
+            gamma_n, hvps = auto.gamma(grad_fn or jax.grad(loss_fn), params, first,
+                                       jax.random.fold_in(noise_key, 1))
         mean, n = inner.mean(params, gamma_n, grad_inputs, noise_key, grad_fn=grad_fn,
                              loss_fn=loss_fn)
         g = jax.tree_util.tree_map(lambda u, m: (u - m) / gamma_n, params, mean)
         eta = gamma_n if lr is None else evaluate(lr, state.count)
         updates, m = outer_step(g, state, eta, momentum, nesterov)
-        return updates, OptimState(state.count + 1, state.num_grads + n, m, rng)
+        return updates, OptimState(state.count + 1, state.num_grads + n + 2 * hvps, m, rng)
 
     return transformation("entropy_sgd", impl, momentum=momentum, seed=seed,
                           num_inputs=inner.num_steps, grad_fn=grad_fn,

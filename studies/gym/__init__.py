@@ -34,8 +34,9 @@ def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None) -
     from studies.gym.cells import SAMPLERS, run_cell
     from studies.gym.targets import GYM_TARGETS
 
+    # Sampler-major order: an interrupted run has every target for the first samplers.
     cells = [dict(target=t, sampler=s, seed=seed, mode=mode, version=1)
-             for t in GYM_TARGETS for s in SAMPLERS for seed in range(seeds or 1)]
+             for s in SAMPLERS for t in GYM_TARGETS for seed in range(seeds or 1)]
     results = run_cells(out_dir / "cells", cells, run_cell, progress=progress, desc="gym")
     write_csv(results, out_dir / "results.csv")
     table = summarise(results)

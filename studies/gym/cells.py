@@ -26,7 +26,7 @@ SETTINGS = {
     "quick": dict(chains=4, warmup=1000, draws=4000, nuts_warmup=500, nuts_draws=500),
     "full": dict(chains=4, warmup=1000, draws=20000, nuts_warmup=500, nuts_draws=2000),
 }
-SAMPLERS = ("baoab-diag", "baoab-dense", "mala-diag", "numpyro-nuts", "blackjax-nuts")
+SAMPLERS = ("baoab-diag", "numpyro-nuts", "baoab-dense", "blackjax-nuts", "mala-diag")
 
 
 def _run(sampler, tgt, key, s):
