@@ -76,8 +76,8 @@ def random_words(key: jax.Array, n: int, *, store: bool = True) -> jax.Array:
 
     ``store=False`` lets XLA fuse the rounds into the consumer, which then recomputes them
     per read: as cheap as storing the words when each is read about twice (dropout masks:
-    20 mnistfc gradients within 1% either way, measured), much dearer when read 32 times
-    (Rademacher signs).
+    20 mnistfc gradients within 1% either way, ``benchmarks/entropy_step.py``), much dearer
+    when read 32 times (Rademacher signs).
     """
     if isinstance(n, bool) or not isinstance(n, numbers.Integral):
         raise TypeError(f"`n` must be an int (a static word count); got {n!r}.")
@@ -100,7 +100,7 @@ def random_words(key: jax.Array, n: int, *, store: bool = True) -> jax.Array:
     # vectorises (read through a concatenation, an erf_inv runs ~5x slower). XLA:CPU has no
     # multi-output fusion, so storing the two outputs of a call as two arrays would run the
     # rounds twice; stored as the two halves of one complex64 element (bit moves only, NaN
-    # patterns included: tested) they run once, 1.6x fewer cycles per word (measured).
+    # patterns included: tested) they run once, 1.6x fewer cycles per word (docs/results.md).
 
     def half(j, pairs):
         start = (j * c).astype(jnp.uint32)
