@@ -90,11 +90,13 @@ def adaptation_table(num_draws=10_000, nuts_draws=1_000, chain_counts=(4, 64),
     x = case.c + 0.1
     target = le.local_entropy_target(case.loss, jnp.asarray(x, jnp.float32), 1.0, 1.0)
     start = jnp.asarray(x, jnp.float32)
-    rows = [baoab_rows(case, x, target, start, num_draws, chains, num_warmup, pre)
-            for chains in chain_counts for pre in ("diag", "dense")]
-    rows.append(nuts_row(case, x, target, start, nuts_draws, nuts_chains))
+    rows = [nuts_row(case, x, target, start, nuts_draws, nuts_chains)]
+    for chains in chain_counts:
+        for pre in ("diag", "dense"):
+            rows.append(baoab_rows(case, x, target, start, num_draws, chains, num_warmup, pre))
+            print(pd.DataFrame(rows).to_string(index=False, float_format="%.4g"), flush=True)
     table = pd.DataFrame(rows)
-    nuts = table.iloc[-1]
+    nuts = table.iloc[0]
     table["ess_per_second_vs_nuts"] = table.ess_per_second / nuts.ess_per_second
     table["ess_per_grad_total_vs_nuts"] = table.ess_per_grad_total / nuts.ess_per_grad_total
     return table
@@ -107,7 +109,8 @@ def main():
     pd.set_option("display.width", 250)
     print(f"devices: {jax.devices()}")
     table = adaptation_table(num_draws=2_000 if args.quick else 10_000,
-                             nuts_draws=250 if args.quick else 1_000)
+                             nuts_draws=250 if args.quick else 1_000,
+                             chain_counts=(64,) if args.quick else (4, 64))
     print("\n== Self-tuned BAOAB vs NumPyro NUTS, Gaussian rho (d=100, cond 100), same run ==")
     print(table.to_string(index=False, float_format="%.4g"))
 
