@@ -66,8 +66,9 @@ def test_snippet_runs(page, line, code, tmp_path):
     assert re.search(r"^\s*assert ", code, re.M), (
         f"{page.name} line {line}: the snippet states no check (add an assert)")
     env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
+    # A deprecated name used by the snippet itself (warned at the caller: __main__) fails it.
+    done = subprocess.run([sys.executable, "-W", "error::DeprecationWarning:__main__", "-c", code],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, (
         f"{page.name} line {line} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
 
