@@ -34,7 +34,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from lesample.optim._base import check_int, check_positive
+from lesample.checks import check_int, check_positive
 
 PyTree = Any
 

@@ -50,9 +50,8 @@ import optax
 from jax.sharding import PartitionSpec as P
 
 from lesample import tree
+from lesample.checks import check_int, check_schedule
 from lesample.optim._base import (
-    as_schedule,
-    check_int,
     check_momentum,
     evaluate,
     outer_step,
@@ -126,7 +125,7 @@ def as_rho(rho):
     """``rho``: a float > 0, ``inf`` (uncoupled) or a schedule; None if uncoupled."""
     if not callable(rho) and isinstance(rho, int | float) and math.isinf(rho) and rho > 0:
         return None
-    return as_schedule("rho", rho)
+    return check_schedule("rho", rho)
 
 
 def mesh_axis(mesh, n: int) -> str | None:
@@ -221,7 +220,7 @@ def elastic_sgd(learning_rate, rho, *, momentum: float = 0.9, nesterov: bool = T
     replica-stacked; ``batches`` leaves ``(1, n, ...)``. With ``n = 1`` or ``rho = inf``
     this is ``lesample.optim.sgd`` on each replica, bit for bit (``tests/test_parle.py``).
     """
-    lr = as_schedule("learning_rate", learning_rate)
+    lr = check_schedule("learning_rate", learning_rate)
     rho = as_rho(rho)
     momentum = check_momentum(momentum)
     seed = check_int("seed", seed, low=0)

@@ -64,13 +64,8 @@ from __future__ import annotations
 import jax
 import optax
 
-from lesample.optim._base import (
-    as_schedule,
-    check_int,
-    check_momentum,
-    evaluate,
-    resolve_scope,
-)
+from lesample.checks import check_int, check_schedule, check_scope
+from lesample.optim._base import check_momentum, evaluate
 from lesample.optim._elastic import as_rho, replica_transformation
 from lesample.optim._inner import InnerLoop
 
@@ -120,12 +115,12 @@ def parle(
     with ``key``, replica ``a`` runs as ``entropy_sgd`` given ``split(key, n)[a]``.
     ``state.num_grads[a]`` grows by ``num_chains * L`` per update.
     """
-    gamma_s = resolve_scope(gamma, coupling)
+    gamma_s = check_scope(gamma, coupling, schedules=True)
     if rho is None:
         raise ValueError("`rho` (the elastic scope) is required: a float > 0, a schedule, or "
                          "float('inf') for uncoupled replicas.")
     rho = as_rho(rho)
-    lr = as_schedule("learning_rate", learning_rate, allow_none=True)
+    lr = check_schedule("learning_rate", learning_rate, allow_none=True)
     momentum = check_momentum(momentum)
     seed = check_int("seed", seed, low=0)
     inner = InnerLoop(sampler=sampler, num_steps=num_steps, step_size=step_size, beta=beta,
