@@ -73,16 +73,25 @@ def test_snippet_runs(page, line, code, tmp_path):
         f"{page.name} line {line} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
 
 
+def anchors(page: Path) -> set[str]:
+    """GitHub's anchors of the headings of a Markdown page (code blocks left out)."""
+    text = FENCE.sub("", page.read_text("utf-8"))
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+            for h in re.findall(r"^#+ (.*)$", text, re.M)}
+
+
 @pytest.mark.parametrize("page", [README, *sorted(DOCS.glob("*.md"))], ids=lambda p: p.name)
 def test_relative_links_resolve(page):
     missing = []
     for target in LINK.findall(page.read_text("utf-8")):
-        if re.match(r"[a-z]+:", target) or target.startswith("#"):
+        if re.match(r"[a-z]+:", target):
             continue
-        path = (page.parent / target.split("#")[0]).resolve()
-        if not path.exists():
+        name, _, anchor = target.partition("#")
+        path = (page.parent / name).resolve() if name else page
+        if not path.exists() or (anchor and path.suffix == ".md"
+                                 and anchor not in anchors(path)):
             missing.append(target)
-    assert not missing, f"{page.name}: links to missing files {missing}"
+    assert not missing, f"{page.name}: links to missing files or headings {missing}"
 
 
 def test_docs_pages_exist_and_no_shared_design_citations():
