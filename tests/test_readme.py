@@ -9,6 +9,7 @@ only is fenced ```python no-run and is skipped; keep those rare.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import subprocess
@@ -105,3 +106,23 @@ def test_docs_pages_exist_and_no_shared_design_citations():
              if "DESIGN" + ".md" in p.read_text("utf-8")]
     cited += ["README.md"] * ("DESIGN" + ".md" in README.read_text("utf-8"))
     assert not cited, f"cite docs/ pages instead of the shared design file in {cited}"
+
+
+def test_api_tour_names_exist():
+    """Every name the README's API tour gives for a module is an attribute of it (the tour
+    goes stale when a name is renamed). Exceptions: fields of the target that
+    ``local_entropy_target`` returns, and the command's own name."""
+    text = README.read_text("utf-8")
+    tour = text[text.index("## A tour of the API"):text.index("Samplers follow BlackJAX")]
+    not_attributes = {"H", "grad_H", "lesample"}
+    missing = []
+    for row in tour.splitlines():
+        if not row.startswith("| `lesample"):
+            continue
+        cells = row.split("|")
+        names = re.findall(r"`(lesample\.[\w.]+)`", cells[1])
+        modules = [importlib.import_module(m) for m in names]
+        for name in re.findall(r"`([A-Za-z_]\w*)`", cells[2]):
+            if name not in not_attributes and not any(hasattr(m, name) for m in modules):
+                missing.append(f"{cells[1].strip()}: {name}")
+    assert not missing, f"the README's API tour names what the modules lack: {missing}"
