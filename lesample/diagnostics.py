@@ -34,6 +34,7 @@ from lesample.checks import check_positive
 PyTree = Any
 
 __all__ = [
+    "ConvergenceWarning",
     "as_chains_draws_dim",
     "ess",
     "rhat",
@@ -57,6 +58,11 @@ EXACT_W2_MAX_SAMPLES = 5000
 TAIL_PROB = (0.05, 0.95)
 MIN_CHAINS = 2
 MIN_DRAWS = 4
+
+
+class ConvergenceWarning(UserWarning):
+    """Draws that do not support their estimates: a chain that never moves, or (from
+    ``lesample.sample``) R-hat or bulk ESS failing the usual thresholds."""
 
 
 # --------------------------------------------------------------------------- validation
@@ -199,7 +205,25 @@ def _mcmc_draws(draws) -> np.ndarray:
             "kernel) or keep more draws."
         )
     _check_finite("draws", x, " Drop diverged chains (see `lesample.chain_mean`) first.")
+    if chains > n:
+        warnings.warn(f"`draws` has more chains ({chains}) than draws ({n}): were the axes "
+                      "swapped? The layout is (chains, draws, *event).", UserWarning,
+                      stacklevel=3)
     return x
+
+
+def _stuck_as_nan(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out`` (d,) with NaN where some chain of ``x`` (chains, draws, d) never changes its
+    value (a sampler that accepts nothing), with a ``ConvergenceWarning`` naming the chains:
+    such draws carry no information, whatever ESS the formula gives."""
+    stuck = np.all(x == x[:, :1], axis=1)  # (chains, d)
+    if not stuck.any():
+        return out
+    chains = np.flatnonzero(stuck.any(axis=1))
+    warnings.warn(f"{len(chains)} chain(s) never moved in some coordinate (chains "
+                  f"{chains[:10].tolist()}): the sampler is stuck (acceptance rate 0?); the "
+                  "ESS of those coordinates is NaN.", ConvergenceWarning, stacklevel=3)
+    return np.where(stuck.any(axis=0), np.nan, out)
 
 
 def ess(draws, method: str = "bulk") -> np.ndarray:
@@ -213,6 +237,9 @@ def ess(draws, method: str = "bulk") -> np.ndarray:
         the one that governs the MCSE of the mean).
 
     The total number of draws is ``chains * draws``; ESS can exceed it for antithetic chains.
+    A coordinate in which some chain never moves gets NaN, with a ``ConvergenceWarning``
+    (constant draws would otherwise give an ESS equal to the number of draws). More chains
+    than draws gives a ``UserWarning`` (swapped axes?), as ArviZ does.
     """
     if not isinstance(method, str) or method not in ESS_METHODS:
         raise ValueError(f"`method` must be one of {ESS_METHODS}; got {method!r}.")
@@ -220,7 +247,7 @@ def ess(draws, method: str = "bulk") -> np.ndarray:
     kwargs = {"prob": TAIL_PROB} if method == "tail" else {}
     with np.errstate(invalid="ignore", divide="ignore"):
         out = array_stats.ess(x, chain_axis=0, draw_axis=1, method=method, **kwargs)
-    return np.asarray(out, dtype=np.float64)
+    return _stuck_as_nan(x, np.asarray(out, dtype=np.float64))
 
 
 def rhat(draws) -> np.ndarray:
@@ -244,7 +271,7 @@ def mcse_mean(draws) -> np.ndarray:
     x = _mcmc_draws(draws)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = array_stats.mcse(x, chain_axis=0, draw_axis=1, method="mean")
-    return np.asarray(out, dtype=np.float64)
+    return _stuck_as_nan(x, np.asarray(out, dtype=np.float64))
 
 
 # --------------------------------------------------------------------------- W2

@@ -90,3 +90,77 @@ def test_every_kernel_flags_exactly_the_chains_whose_state_is_non_finite(name):
     finite = np.all([np.isfinite(np.asarray(x, np.float64)).reshape(2, -1).all(1)
                      for x in final if jnp.issubdtype(x.dtype, jnp.floating)], axis=0)
     np.testing.assert_array_equal(np.asarray(trace.diverged), ~finite)
+
+
+# ----------------------------------------------------------------------------- diagnostics
+
+
+def test_a_stuck_sampler_is_flagged_and_its_ess_is_not_a_success():
+    # MALA that accepts nothing, started from one point for every chain: constant draws.
+    import jax
+    import jax.numpy as jnp
+
+    import lesample as le
+    from lesample import diagnostics
+    from lesample.diagnostics import ConvergenceWarning
+
+    vg = jax.value_and_grad(lambda y: jnp.sum(y**4) / 4)
+    trace = le.run_chains(le.mala(vg, 1.0, 1.0), jax.random.key(0), jnp.full(2, 2000.0),
+                          num_steps=50, num_chains=4)
+    draws = np.asarray(trace.draws)
+    assert np.asarray(trace.info.acceptance_rate).max() == 0
+    with pytest.warns(ConvergenceWarning, match=r"never mov.*chains \[0, 1, 2, 3\]"):
+        ess = diagnostics.ess(draws)
+    assert np.isnan(ess).all()
+    with pytest.raises(ValueError, match="NaN"):
+        diagnostics.efficiency(ess, num_grads=200, seconds=1.0)
+    # One chain stuck among moving ones: that chain is named, the ESS is NaN.
+    rng = np.random.default_rng(0)
+    mixed = rng.standard_normal((4, 100, 2))
+    mixed[2] = 0.5
+    with pytest.warns(ConvergenceWarning, match=r"chains \[2\]"):
+        assert np.isnan(diagnostics.ess(mixed, method="tail")).all()
+    with pytest.warns(ConvergenceWarning, match=r"chains \[2\]"):
+        assert np.isnan(diagnostics.mcse_mean(mixed)).all()
+
+
+def test_ess_warns_when_there_are_more_chains_than_draws():
+    import warnings
+
+    from lesample import diagnostics
+
+    x = np.random.default_rng(1).standard_normal((4, 500, 3))  # 4 chains x 500 draws
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        diagnostics.ess(x)
+        diagnostics.rhat(x)
+    swapped = np.moveaxis(x, 0, 1)  # 500 "chains" x 4 "draws"
+    for fn in (diagnostics.ess, diagnostics.rhat, diagnostics.mcse_mean):
+        with pytest.warns(UserWarning, match=r"more chains \(500\) than draws \(4\)"):
+            fn(swapped)
+
+
+def test_sample_warns_naming_the_coordinates_that_fail_rhat_or_ess():
+    import warnings
+
+    import jax
+    import jax.numpy as jnp
+
+    import lesample as le
+    from lesample.diagnostics import ConvergenceWarning
+
+    # N(0, diag(1, 1e4)) with a step set by the stiff coordinate 0: coordinate 1 mixes
+    # 1e4 times more slowly and 1000 steps cannot explore it; coordinate 0 mixes.
+    scales = jnp.array([1.0, 100.0])
+    grad = jax.grad(lambda y: 0.5 * jnp.sum((y / scales) ** 2))
+    kernel = le.ula(lambda y, batch=None: grad(y), 0.5, 1.0)
+    with pytest.warns(ConvergenceWarning, match=r"coordinates \[1\]") as record:
+        le.sample(kernel, jax.random.key(0), jnp.zeros(2), num_steps=1000, num_chains=4)
+    assert "[0, 1]" not in str(record[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        le.sample(kernel, jax.random.key(0), jnp.zeros(2), num_steps=1000, num_chains=4,
+                  check_convergence=False)
+        # Coordinate 0 alone over a long run: R-hat and ESS both pass, no warning.
+        good = le.ula(lambda y, batch=None: y, 0.5, 1.0)
+        le.sample(good, jax.random.key(0), jnp.zeros(1), num_steps=4000, num_chains=4)

@@ -209,13 +209,20 @@ def sample(
     stacked: bool = False,
     unroll: int | bool = 1,
     on_divergence: str = "raise",
+    check_convergence: bool = True,
 ) -> Trace:
-    """Eager, jitted ``run_chains`` that checks for divergence.
+    """Eager, jitted ``run_chains`` that checks for divergence and convergence.
 
     ``on_divergence="raise"`` raises ``DivergenceError`` if any chain diverged;
     ``"warn"`` warns (``DivergenceWarning``) and returns the trace, whose ``diverged`` mask
     tells which chains to drop; it still raises if every chain diverged. Reuse the same
     ``algorithm`` object to avoid recompiling.
+
+    ``check_convergence`` (with kept draws, >= 2 chains and >= 4 draws): a
+    ``lesample.diagnostics.ConvergenceWarning`` names the coordinates whose R-hat exceeds
+    1.01 or whose bulk ESS is below 100 per chain (Vehtari et al. 2021), over the chains
+    that did not diverge; finite draws can still be wrong, and only these show it. Pass
+    ``False`` for runs that are short on purpose.
     """
     check_choice("on_divergence", on_divergence, ("raise", "warn"))
     check_finite("position", position)
@@ -226,4 +233,34 @@ def sample(
         unroll=unroll,
     )
     report_divergence(trace.diverged, on_divergence)
+    if check_convergence and keep_draws:
+        _check_convergence(trace)
     return trace
+
+
+RHAT_MAX = 1.01
+ESS_PER_CHAIN_MIN = 100
+
+
+def _check_convergence(trace: Trace) -> None:
+    """Warn (``ConvergenceWarning``) naming the coordinates whose R-hat or bulk ESS fails."""
+    from lesample import diagnostics
+
+    ok = ~np.asarray(trace.diverged)
+    draws = jax.tree_util.tree_map(lambda u: np.asarray(u)[ok], trace.draws)
+    x = diagnostics.as_chains_draws_dim(draws)
+    chains, n = x.shape[:2]
+    if chains < diagnostics.MIN_CHAINS or n < diagnostics.MIN_DRAWS:
+        return
+    rhat, ess = diagnostics.rhat(x), diagnostics.ess(x, method="bulk")
+    # Written so that NaN fails too (a constant coordinate, a stuck chain).
+    bad = np.flatnonzero(~(rhat <= RHAT_MAX) | ~(ess >= ESS_PER_CHAIN_MIN * chains))
+    if bad.size:
+        shown = bad[:10].tolist()
+        warnings.warn(
+            f"{bad.size} of {x.shape[2]} coordinates fail R-hat <= {RHAT_MAX} or bulk ESS >= "
+            f"{ESS_PER_CHAIN_MIN} per chain ({ESS_PER_CHAIN_MIN * chains} over {chains} "
+            f"chains): coordinates {shown}{' ...' if bad.size > 10 else ''} with R-hat "
+            f"{np.round(rhat[shown], 3).tolist()} and ESS {np.round(ess[shown]).tolist()}. "
+            "Run longer chains, tune the step size, or check the target.",
+            diagnostics.ConvergenceWarning, stacklevel=3)
