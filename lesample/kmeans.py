@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 import warnings
 from typing import NamedTuple
 
@@ -56,7 +55,15 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
 from lesample import noise as noises
-from lesample.estimators import LastIterate, TimeAverage
+from lesample.checks import (
+    check_choice,
+    check_fraction,
+    check_int,
+    check_number,
+    check_positive,
+)
+from lesample.estimators import ExponentialAverage, LastIterate, TimeAverage
+from lesample.inner import estimate_mean
 from lesample.samplers import baoab, hj, ula
 
 __all__ = [
@@ -88,7 +95,6 @@ class KMeansHyper(NamedTuple):
     learning_rate: float = 1.0  # outer step, x <- x - lr (x - <y>)
     step_size: float = 0.5  # entropy-sgd: inner step as a fraction of 1 / (1 + 1/gamma_k)
     beta: float = 1e3  # entropy-sgd: inverse temperature
-    alpha: float = 0.75  # entropy-sgd with ula: exponential-average weight
     tol: float = 1e-6  # Lloyd stops when the squared shift is at most tol
 
 
@@ -174,78 +180,54 @@ def init_centers(key, X, n_clusters, init: str):
     return _kmeans_pp(key, X, n_clusters)
 
 
-def _outer_step(method, sampler, noise, X, hp, batch_size, num_steps):
+def _outer_step(method, sampler, noise, alpha, X, hp, batch_size, num_steps):
     """One outer step ``(x, key, gamma_k) -> x`` of ``method`` (module docstring)."""
     N = X.shape[0]
 
-    def batches(key):
-        return X[jax.random.randint(key, (num_steps, batch_size), 0, N)]
+    def draw(key):  # a mini-batch of B points, drawn with replacement
+        return X[jax.random.randint(key, (batch_size,), 0, N)]
 
-    def sbe(x, key, g):
-        scale = x.shape[0]  # f = (K/2) J: grad f = (K/2) grad J
+    def local_entropy(x, key, g):
+        # H(y) = f(y) + |y - x|^2 / (2 g), f = (K/2) J: the shared inner loop estimates <y>.
+        scale = x.shape[0] / 2.0
 
-        def fixed_point(carry, batch):
-            y, mean, n = carry
-            counts, sums = _assign_stats(y, batch)
-            y = x - g * scale * (counts[:, None] * y - sums) / batch_size
-            n = n + 1
-            return (y, mean + (y - mean) / n, n), None
+        def grad_H(y, batch):
+            return scale * kmeans_grad(y, batch) + (y - x) / g
 
-        (_, mean, _), _ = jax.lax.scan(fixed_point, (x, jnp.zeros_like(x), 0.0), batches(key))
+        if method == "sbe":  # noise-free, step = scope: y <- y - g grad_H(y) = x - g grad f(y)
+            kernel, estimator = hj(grad_H, g), TimeAverage()
+        else:
+            h = hp.step_size / (1.0 + 1.0 / g)
+            kernel = {"ula": lambda: ula(grad_H, h, hp.beta, noise=noise),
+                      "baoab": lambda: baoab(grad_H, h, hp.beta, noise=noise),
+                      "hj": lambda: hj(grad_H, h)}[sampler]()
+            estimator = {"ula": ExponentialAverage(alpha), "baoab": TimeAverage(),
+                         "hj": LastIterate()}[sampler]
+        mean = estimate_mean(kernel, estimator, x, key, num_steps, batches=draw).mean
         return x - hp.learning_rate * (x - mean)
 
     def heat(x, key, g):
         k_noise, k_batch = jax.random.split(key)
         shape = jnp.zeros((num_steps, *x.shape), x.dtype)
         e = jnp.sqrt(g) * noises.noise_like(k_noise, shape, noise)
-        counts, sums = jax.vmap(lambda e_l, b: _assign_stats(x + e_l, b))(e, batches(k_batch))
+        data = jax.vmap(draw)(jax.random.split(k_batch, num_steps))
+        counts, sums = jax.vmap(lambda e_l, b: _assign_stats(x + e_l, b))(e, data)
         n = counts.sum(0)[:, None]
         grad = n * x + (counts[..., None] * e).sum(0) - sums.sum(0)
         return x - hp.learning_rate * grad / jnp.maximum(n, 1.0)
 
-    def entropy_sgd(x, key, g):
-        scale = x.shape[0] / 2.0
-        h = hp.step_size / (1.0 + 1.0 / g)
-
-        def grad_H(y, batch):
-            return scale * kmeans_grad(y, batch) + (y - x) / g
-
-        kernel = {"ula": lambda: ula(grad_H, h, hp.beta, noise=noise),
-                  "baoab": lambda: baoab(grad_H, h, hp.beta, noise=noise),
-                  "hj": lambda: hj(grad_H, h)}[sampler]()
-        # ULA's exponential average has a traced alpha, so it is written out here.
-        estimator = {"baoab": TimeAverage(), "hj": LastIterate()}.get(sampler)
-        k_init, k_batch, k_steps = jax.random.split(key, 3)
-        data = batches(k_batch)
-
-        def inner(carry, inputs):
-            state, acc = carry
-            step_key, batch = inputs
-            state, _ = kernel.step(step_key, state, batch)
-            if estimator is None:
-                acc = hp.alpha * acc + (1.0 - hp.alpha) * state.position
-            else:
-                acc = estimator.update(acc, state.position)
-            return (state, acc), None
-
-        acc0 = x if estimator is None else estimator.init(x)
-        start = kernel.init(x, k_init, data[0])
-        (_, acc), _ = jax.lax.scan(inner, (start, acc0),
-                                   (jax.random.split(k_steps, num_steps), data))
-        mean = acc if estimator is None else estimator.result(acc)
-        return x - hp.learning_rate * (x - mean)
-
-    return {"sbe": sbe, "heat": heat, "entropy-sgd": entropy_sgd}[method]
+    return heat if method == "heat" else local_entropy
 
 
-@functools.partial(jax.jit, static_argnames=("method", "sampler", "noise", "batch_size",
-                                             "num_steps", "max_iter"))
+@functools.partial(jax.jit, static_argnames=("method", "sampler", "noise", "alpha",
+                                             "batch_size", "num_steps", "max_iter"))
 def kmeans_descent(key, X, centers, hp: KMeansHyper, *, method="sbe", sampler="ula",
-                   noise="gaussian", batch_size, num_steps, max_iter):
+                   noise="gaussian", alpha=0.75, batch_size, num_steps, max_iter):
     """``max_iter`` outer steps of ``method`` from ``centers`` (K, d) on ``X`` (N, d), in
     reduced units (standardised data, module docstring); no Lloyd polish. Pure and jitted;
-    ``jax.vmap`` over ``key`` and ``centers`` runs independent trials."""
-    step = _outer_step(method, sampler, noise, X, hp, batch_size, num_steps)
+    ``jax.vmap`` over ``key`` and ``centers`` runs independent trials. ``alpha``: the
+    exponential-average weight of Entropy-SGD with ULA."""
+    step = _outer_step(method, sampler, noise, alpha, X, hp, batch_size, num_steps)
     log_rate = jnp.log1p(-jnp.asarray(hp.scoping, X.dtype))
 
     def outer(x, inputs):
@@ -258,11 +240,11 @@ def kmeans_descent(key, X, centers, hp: KMeansHyper, *, method="sbe", sampler="u
 
 
 @functools.partial(jax.jit, static_argnames=("n_clusters", "init", "method", "sampler",
-                                             "noise", "batch_size", "num_steps",
+                                             "noise", "alpha", "batch_size", "num_steps",
                                              "max_iter", "max_lloyd"))
 def kmeans_trials(keys, X, hp: KMeansHyper, *, n_clusters, init="random", centers=None,
-                  method="sbe", sampler="ula", noise="gaussian", batch_size, num_steps,
-                  max_iter, max_lloyd=300):
+                  method="sbe", sampler="ula", noise="gaussian", alpha=0.75, batch_size,
+                  num_steps, max_iter, max_lloyd=300):
     """Independent runs, one per key (T keys), as one vmapped, jitted call: seed (``init``
     "random" or "k-means++", or the given ``centers`` (K, d)), descend, polish with Lloyd.
     Returns ``(centers (T, K, d), energies (T,), lloyd_steps (T,))`` in reduced units."""
@@ -271,24 +253,12 @@ def kmeans_trials(keys, X, hp: KMeansHyper, *, n_clusters, init="random", center
         k_init, k_fit = jax.random.split(key)
         C0 = init_centers(k_init, X, n_clusters, init) if centers is None else centers
         C = kmeans_descent(k_fit, X, C0, hp, method=method, sampler=sampler, noise=noise,
-                           batch_size=batch_size, num_steps=num_steps, max_iter=max_iter)
+                           alpha=alpha, batch_size=batch_size, num_steps=num_steps,
+                           max_iter=max_iter)
         C, steps = lloyd(C, X, hp.tol, max_lloyd)
         return C, kmeans_energy(C, X), steps
 
     return jax.vmap(one)(keys)
-
-
-def _check_number(name, value, low, high=np.inf, *, low_open=True, integer=False):
-    """``ValueError`` naming ``name`` unless ``low < value <= high`` (``low <= value`` if not
-    ``low_open``); ``value`` may be ``inf`` only when ``high`` is."""
-    kind = numbers.Integral if integer else numbers.Real
-    ok = isinstance(value, kind) and not isinstance(value, bool) and not np.isnan(value)
-    ok = ok and (value > low if low_open else value >= low) and value <= high
-    if not ok or (value == np.inf and not (high == np.inf and name == "beta")):
-        what = "an integer" if integer else "a number"
-        bound = f"> {low}" if low_open else f">= {low}"
-        upper = "" if high == np.inf else f" and <= {high}"
-        raise ValueError(f"`{name}` must be {what} {bound}{upper}; got {value!r}.")
 
 
 class LocalEntropyKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
@@ -316,9 +286,9 @@ class LocalEntropyKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     num_steps : int, default=10
         Inner steps per outer step (SBE: fixed-point steps; HEAT: perturbed copies;
         Entropy-SGD: sampler steps), each on its own mini-batch.
-    gamma : float, default=1.0
+    gamma : float, default=3.0
         Initial scope (reduced units); SBE's implicit step.
-    scoping : float in [0, 1), default=0.0
+    scoping : float in [0, 1), default=0.05
         The scope at outer step ``k`` is ``gamma (1 - scoping)^k``, the schedule
         ``lesample.optim.scoping(gamma, scoping)``.
     learning_rate : float in (0, 1], default=1.0
@@ -335,9 +305,9 @@ class LocalEntropyKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         Entropy-SGD's inner sampler.
     noise : {"gaussian", "rademacher"}, default="gaussian"
         Noise of Entropy-SGD's sampler and of HEAT's perturbations.
-    batch_size : int, default=1000
+    batch_size : int, default=500
         Mini-batch size of each inner step (capped at ``n_samples``).
-    max_iter : int, default=30
+    max_iter : int, default=20
         Outer steps before the Lloyd polish.
     tol : float, default=1e-6
         Lloyd stops when the squared shift of the centres (reduced units) is at most ``tol``.
@@ -367,8 +337,8 @@ class LocalEntropyKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, n_clusters=8, *, init="random", n_init=8, method="sbe", num_steps=10,
-                 gamma=1.0, scoping=0.0, learning_rate=1.0, step_size=0.5, beta=1e3,
-                 alpha=0.75, sampler="ula", noise="gaussian", batch_size=1000, max_iter=30,
+                 gamma=3.0, scoping=0.05, learning_rate=1.0, step_size=0.5, beta=1e3,
+                 alpha=0.75, sampler="ula", noise="gaussian", batch_size=500, max_iter=20,
                  tol=1e-6, random_state=None, L="deprecated", lr="deprecated",
                  lr_inner="deprecated"):
         self.n_clusters = n_clusters
@@ -412,25 +382,18 @@ class LocalEntropyKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         return out
 
     def _check_params(self, s: dict, n_samples, n_features):
-        _check_number("n_clusters", s["n_clusters"], 0, integer=True)
-        for name in ("n_init", "batch_size", "num_steps", "max_iter"):
-            _check_number(name, s[name], 0, integer=True)
+        for name in ("n_clusters", "n_init", "batch_size", "num_steps", "max_iter"):
+            s[name] = check_int(name, s[name])
         for name in ("gamma", "step_size"):
-            _check_number(name, s[name], 0)
-        _check_number("scoping", s["scoping"], 0, 1, low_open=False)
-        if s["scoping"] == 1:
-            raise ValueError("`scoping` must be < 1 (the scope is multiplied by 1 - scoping "
-                             "each outer step); got 1.")
-        _check_number("learning_rate", s["learning_rate"], 0, 1)
-        _check_number("beta", s["beta"], 0, np.inf)
-        _check_number("alpha", s["alpha"], 0, 1, low_open=False)
-        _check_number("tol", s["tol"], 0, low_open=False)
-        if s["method"] not in METHODS:
-            raise ValueError(f"`method` must be one of {METHODS}; got {s['method']!r}.")
-        if s["sampler"] not in SAMPLERS:
-            raise ValueError(f"`sampler` must be one of {SAMPLERS}; got {s['sampler']!r}.")
-        if s["noise"] not in ("gaussian", "rademacher"):
-            raise ValueError(f"`noise` must be 'gaussian' or 'rademacher'; got {s['noise']!r}.")
+            s[name] = check_positive(name, s[name])
+        s["scoping"] = check_fraction("scoping", s["scoping"])
+        s["learning_rate"] = check_number("learning_rate", s["learning_rate"], gt=0, le=1)
+        s["beta"] = check_positive("beta", s["beta"], allow_inf=True)
+        s["alpha"] = check_fraction("alpha", s["alpha"])
+        s["tol"] = check_number("tol", s["tol"], ge=0)
+        check_choice("method", s["method"], METHODS)
+        check_choice("sampler", s["sampler"], SAMPLERS)
+        check_choice("noise", s["noise"], ("gaussian", "rademacher"))
         if s["n_clusters"] > n_samples:
             raise ValueError(f"`n_clusters` = {s['n_clusters']} must be <= n_samples = "
                              f"{n_samples} (X has fewer points than clusters).")
@@ -462,7 +425,7 @@ class LocalEntropyKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             jax.random.split(key, s["n_init"]), Z, hp, n_clusters=s["n_clusters"],
             init=self.init if init is None else "random",
             centers=None if init is None else jnp.asarray((init - mean) / scale, jnp.float32),
-            method=s["method"], sampler=s["sampler"], noise=s["noise"],
+            method=s["method"], sampler=s["sampler"], noise=s["noise"], alpha=float(s["alpha"]),
             batch_size=min(s["batch_size"], X.shape[0]), num_steps=s["num_steps"],
             max_iter=s["max_iter"])
         energies = np.asarray(energies, np.float64)

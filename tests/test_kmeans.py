@@ -68,7 +68,6 @@ def test_fit_reaches_the_known_optimum(init, method):
         (dict(n_clusters=2), [0.0, 1.0, 2.0], "2D array"),
         (dict(n_clusters=2, gamma=-1.0), None, "`gamma`"),
         (dict(n_clusters=2, learning_rate=0.0), None, "`learning_rate`"),
-        (dict(n_clusters=2, num_steps=2.5), None, "`num_steps`"),
         (dict(n_clusters=2, n_init=0), None, "`n_init`"),
         (dict(n_clusters=2, scoping=1.0), None, "`scoping`"),
         (dict(n_clusters=0), None, "`n_clusters`"),
@@ -82,6 +81,14 @@ def test_input_validation_names_the_argument(params, X, match):
     X = np.arange(20.0).reshape(10, 2) if X is None else X
     with pytest.raises(ValueError, match=match):
         LocalEntropyKMeans(**{**FAST, **params}).fit(X)
+
+
+@pytest.mark.parametrize("params, match", [(dict(num_steps=2.5), "`num_steps`"),
+                                           (dict(gamma="1"), "`gamma`"),
+                                           (dict(n_init=True), "`n_init`")])
+def test_wrong_kinds_are_type_errors_naming_the_argument(params, match):
+    with pytest.raises(TypeError, match=match):
+        LocalEntropyKMeans(2, **{**FAST, **params}).fit(np.arange(20.0).reshape(10, 2))
 
 
 def test_predict_checks_the_number_of_features():

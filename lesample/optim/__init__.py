@@ -67,7 +67,8 @@ from lesample.optim._entropy_sgd import entropy_sgd
 from lesample.optim._heat import heat
 from lesample.optim._hj import hj
 from lesample.optim._parle import parle
+from lesample.optim._sbe import sbe
 from lesample.optim._sgd import sgd
 
-__all__ = ["OptimState", "scoping", "entropy_sgd", "hj", "heat", "sgd",
+__all__ = ["OptimState", "scoping", "entropy_sgd", "hj", "heat", "sbe", "sgd",
            "ReplicaState", "elastic_sgd", "parle", "replica_mean", "replicate"]

@@ -123,8 +123,8 @@ def _ours(method: dict, K: int, X: np.ndarray, trials: int, seed0: int, settings
     return list(np.asarray(C, np.float64) * scale + mean), float(np.median(times))
 
 
-_TRIAL_ARGS = set(KMeansHyper._fields) | {"method", "sampler", "noise", "batch_size",
-                                          "num_steps", "max_iter"}
+_TRIAL_ARGS = set(KMeansHyper._fields) | {"method", "sampler", "noise", "alpha",
+                                          "batch_size", "num_steps", "max_iter"}
 
 
 def run_cell(cell: dict) -> pd.DataFrame:

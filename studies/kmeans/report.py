@@ -5,13 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from lesample.report import Report, binomial_interval, decide, robust_boxplot, subplots
 from studies.kmeans.instances import make_instance
 
 RTOL = 1e-4
-TARGETS = {"unequal": 95.0, "pair": 95.0, "groups": 50.0}
+#: Issue 14's targets for one default fit (``n_init`` runs) from random starts: 95% on
+#: ``pair`` and ``talk``; everywhere at least the share of one k-means++ start of KMeans.
+TARGETS = {"pair": 95.0, "talk": 95.0}
+#: The runs of one default fit of ours (``LocalEntropyKMeans().n_init``).
+N_INIT = 8
 
 
 def at_best(results: pd.DataFrame, refs: pd.DataFrame, column: str) -> pd.Series:
@@ -69,6 +74,36 @@ def equal_time(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def best_of(energies: np.ndarray, n: int) -> float:
+    """The expected lowest of ``n`` draws (with replacement) from ``energies``: the order
+    statistic ``e_(i)`` is the minimum with probability ``((T-i+1)/T)^n - ((T-i)/T)^n``."""
+    e = np.sort(np.asarray(energies, np.float64))
+    T = len(e)
+    above = (T - np.arange(T)) / T
+    return float((e * (above ** n - np.append(above[1:], 0.0) ** n)).sum())
+
+
+def equal_time_fit(results: pd.DataFrame, refs: pd.DataFrame, n_init: int = N_INIT):
+    """Per instance, one default fit of ours (``n_init`` runs, the best kept) against every
+    baseline restarted as often as fits in the same wall time (``budget_s``): the share of
+    fits at the best-known minimum, ``1 - (1 - p)^n`` from the single-run share ``p``, and
+    the expected best energy of ``n`` runs (:func:`best_of`), relative to the best known."""
+    df = results.assign(at_min=at_best(results, refs, "energy"))
+    best = refs.groupby("instance").energy.min()
+    rows = []
+    for inst, g in df.groupby("instance", sort=False):
+        budget = n_init * g[g.label == "ours (random)"].seconds.median()
+        for lab, m in g.groupby("label", sort=False):
+            if not lab.startswith(("ours (", "KMeans", "MiniBatch", "faiss")):
+                continue
+            n = n_init if lab.startswith("ours") else max(1, int(budget // m.seconds.median()))
+            p = m.at_min.mean()
+            rows.append(dict(instance=inst, label=lab, budget_s=budget, runs=n,
+                             pct_global=100 * (1 - (1 - p) ** n),
+                             mean_rel=best_of(m.energy, n) / best[inst]))
+    return pd.DataFrame(rows)
+
+
 def _figure(results: pd.DataFrame, refs: pd.DataFrame):
     """Box plots of the final energy over the best known, one panel per instance (three
     per row), on a linear axis ranged by the boxes: values beyond are marked at the edge."""
@@ -100,23 +135,33 @@ def write_report(results: pd.DataFrame, refs: pd.DataFrame, out_dir: Path, *, mo
     summary = summarise(results, refs)
     eq = equal_time(summary)
     modes = failure_modes(results, refs)
-    single = summary[summary.label.str.startswith(("KMeans", "MiniBatch"))]
-    single_best = single.groupby("instance").pct_global.max()
     def share(inst: str, label: str):
         """The share of trials at the global minimum with its exact 95% interval."""
         row = summary[(summary.instance == inst) & (summary.label == label)].iloc[0]
         return binomial_interval(round(row.pct_global / 100 * row.trials), row.trials)
 
+    fits = equal_time_fit(results, refs)
     findings = []
-    for inst, target in TARGETS.items():
+    for inst in dict.fromkeys(summary.instance):
         got = share(inst, "ours (random)")
+        lo, est, hi = (100 * (1 - (1 - p) ** N_INIT) for p in (got.lo, got.estimate, got.hi))
+        pp = share(inst, "KMeans (k-means++)")
+        target = TARGETS.get(inst, 100 * pp.estimate)
         verdict = {"above": "met", "below": "missed", None: "not resolved"}[
-            decide(100 * got.lo, 100 * got.hi, target)]
+            decide(lo, hi, target)]
+        g = summary[summary.instance == inst].set_index("label")
+        f = fits[fits.instance == inst].sort_values(["pct_global", "mean_rel"],
+                                                    ascending=[False, True])
         findings.append(
-            f"{inst}: ours from random starts reaches the best-known minimum in "
-            f"{100 * got.estimate:.0f}% of trials (95% interval {100 * got.lo:.0f}-"
-            f"{100 * got.hi:.0f}%; target {target:.0f}%: {verdict}); the best single-start "
-            f"baseline reaches {single_best[inst]:.0f}%.")
+            f"{inst}: one default fit of ours ({N_INIT} runs from random starts) reaches the "
+            f"best-known minimum with probability {est:.0f}% (95% interval {lo:.0f}-{hi:.0f}%, "
+            f"from {100 * got.estimate:.0f}% of single runs); target {target:.0f}% "
+            + ("" if inst in TARGETS else "(one k-means++ start of KMeans) ")
+            + f"{verdict}. At a single start, {g.pct_global.idxmax()} wins "
+            f"({g.pct_global.max():.0f}%); at the wall time of one fit of ours "
+            f"({f.budget_s.iloc[0]:.2f} s), {f.label.iloc[0]} wins ({f.runs.iloc[0]} runs: "
+            f"{f.pct_global.iloc[0]:.0f}%, expected best J {f.mean_rel.iloc[0]:.4f} x the best "
+            "known).")
     for row in eq.itertuples():
         # KMeans++'s interval carried through 1 - (1 - p)^restarts, which is increasing in p.
         ours_i, pp = share(row.instance, "ours (random)"), share(row.instance,
@@ -139,8 +184,8 @@ def write_report(results: pd.DataFrame, refs: pd.DataFrame, out_dir: Path, *, mo
     misplaced = 100 - (ours_modes.pct_covered * ours_modes.failures).sum() / max(
         1, ours_modes.failures.sum())
     findings.append(
-        "What limits ours: it is a coarse-to-fine continuation, descent on the energy "
-        "smoothed at a scope that shrinks from 1 to 1e-4 (HEAT, reduced units), then Lloyd. "
+        "What limits ours: SBE is descent on the energy smoothed at a scope that shrinks "
+        "from 3 to about 1 (reduced units) over 20 outer steps, then Lloyd. "
         "Counted at the nearest generating centre, the best-known minimum "
         + ("has one centre per component" if one_each else "does not have one centre per "
            "component") + f"; of our trials from random starts that end outside its basin, "
@@ -149,13 +194,22 @@ def write_report(results: pd.DataFrame, refs: pd.DataFrame, out_dir: Path, *, mo
         "centres among the groups made while the scope is large is kept once the scope is "
         "below the distance between groups, where the smoothing moves centres only within a "
         "group.")
+    tight = results[(results.instance == "unequal") & (results.label == "ours (random)")
+                    & ~at_best(results, refs, "polished")]
+    if len(tight):
+        findings.append(
+            f"Does smoothing merge small tight clusters into big ones? On unequal, "
+            f"{(tight.uncovered > 0).mean() * 100:.0f}% of our {len(tight)} failing runs leave "
+            "a component without a centre of its own (the tight one beside a big cluster, "
+            "counted at the nearest generating centre).")
     trials = int(summary.trials.max())
     rep = Report(
         "k-means: local entropy against Lloyd and mini-batch k-means",
         intro=(
             "How often does each method reach the global minimum of the k-means energy "
             "`J = (1/N) sum_j min_i |c_i - x_j|^2` (the mean squared distance to the nearest "
-            "centre) from random starts? Three instances generated from seeds; every method "
+            "centre) from random starts? Instances generated from seeds (and, in full mode, "
+            "Fashion-MNIST); every method "
             f"runs {trials} trials, each with its own seed. The best-known minimum is the "
             f"best of {restarts} k-means++ restarts of Lloyd (run to convergence) and Lloyd "
             "from the generating centres."),
@@ -165,7 +219,8 @@ def write_report(results: pd.DataFrame, refs: pd.DataFrame, out_dir: Path, *, mo
     rep.add_heading("Instances")
     rep.add_text("\n".join(
         f"- `{i}`: {make_instance(i).description}; best-known J = "
-        f"{refs[refs.instance == i].energy.min():.6f}." for i in TARGETS))
+        f"{refs[refs.instance == i].energy.min():.6f}." for i in dict.fromkeys(
+            summary.instance)))
     rep.add_heading("Results")
     rep.add_text(
         "`pct_global`: % of trials whose final energy is within 1e-4 (relative) of the "
@@ -173,12 +228,13 @@ def write_report(results: pd.DataFrame, refs: pd.DataFrame, out_dir: Path, *, mo
         "centres (the trial ended in the global minimum's basin); `median_s`: median wall "
         "time of one run. Ours ends with Lloyd iterations, so for it the two shares agree; "
         "MiniBatchKMeans stops short of the exact minimum, hence its low `pct_global`. "
-        "Our hyperparameters, the same for all instances of this mode: "
-        + ", ".join(f"`{k}={v}`" for k, v in hyper.items())
-        + " and the estimator's defaults for the others (`noise='gaussian'`, `tol=1e-6`; "
-        "HEAT has no inner sampler, so `beta`, `lr_inner` and `alpha` play no part). Our "
-        "wall time is measured "
-        "on single fits after compilation; the trials themselves run vmapped.")
+        "`ours` is SBE with the estimator's defaults (one run per trial); HEAT and "
+        "Entropy-SGD run, for every instance: "
+        + "; ".join(f"{m}: " + ", ".join(f"`{k}={v}`" for k, v in h.items())
+                    for m, h in hyper.items() if h)
+        + ". Our wall time per run is that of one fit of the estimator (its `n_init` runs "
+        "vmapped, after compilation) divided by `n_init`; the trials themselves run "
+        "vmapped.")
     rep.add_table(summary, caption="Final energy J per instance and method.",
                   float_format={"min": ".5f", "max": ".5f", "mean": ".5f", "std": ".5f",
                                 "pct_global": ".0f", "pct_basin": ".0f", "median_s": ".3f"})
@@ -186,6 +242,12 @@ def write_report(results: pd.DataFrame, refs: pd.DataFrame, out_dir: Path, *, mo
                               "k-means++ restarts.",
                   float_format={"ours_s": ".3f", "kmeanspp_s": ".3f", "ours_pct": ".0f",
                                 "restarted_pct": ".0f"})
+    rep.add_table(fits, caption=f"Equal wall time per fit: one default fit of ours "
+                  f"({N_INIT} runs from random starts, the best kept) against each baseline "
+                  "restarted as often as fits in the same time (`runs`); `pct_global`: share "
+                  "of fits at the best-known minimum, `1 - (1 - p)^runs` from the single-run "
+                  "share; `mean_rel`: expected best energy of the runs over the best known.",
+                  float_format={"budget_s": ".3f", "pct_global": ".0f", "mean_rel": ".4f"})
     rep.add_table(modes, caption="Trials that end outside the global minimum's basin, by "
                                  "where their centres went (each centre counted at its "
                                  "nearest generating centre; groups: the visible clusters "
