@@ -47,3 +47,31 @@ def test_failure_modes_classify_the_trials_outside_the_basin():
     assert row.failures == 4
     assert (row.pct_wrong_group, row.pct_within_group, row.pct_covered) == (50, 25, 25)
     assert row.mean_misallocated == 0.75
+
+
+def test_best_of_is_the_expected_minimum_of_n_draws():
+    from studies.kmeans.report import best_of
+
+    assert best_of(np.array([2.0, 1.0]), 1) == pytest.approx(1.5)
+    # two draws from {1, 2}: the minimum is 2 only if both are 2 (probability 1/4)
+    assert best_of(np.array([2.0, 1.0]), 2) == pytest.approx(0.75 * 1 + 0.25 * 2)
+    rng = np.random.default_rng(0)
+    e = rng.uniform(size=7)
+    draws = rng.choice(e, size=(200_000, 3)).min(1)
+    # Monte Carlo check: 4 standard errors of the mean of 200,000 minima
+    assert abs(best_of(e, 3) - draws.mean()) < 4 * draws.std() / np.sqrt(len(draws))
+
+
+def test_equal_time_fit_restarts_baselines_within_our_budget():
+    from studies.kmeans.report import equal_time_fit
+
+    refs = pd.DataFrame(dict(instance=["pair"], energy=[1.0]))
+    results = pd.DataFrame(dict(
+        instance="pair", trial=np.tile(np.arange(4), 2),
+        label=["ours (random)"] * 4 + ["KMeans (k-means++)"] * 4,
+        energy=[1.0, 1.2, 1.2, 1.2, 1.0, 1.0, 1.2, 1.2],
+        seconds=[0.1] * 4 + [0.2] * 4))
+    out = equal_time_fit(results, refs, n_init=8).set_index("label")
+    assert out.loc["ours (random)"].runs == 8 and out.loc["KMeans (k-means++)"].runs == 4
+    assert out.loc["ours (random)"].pct_global == pytest.approx(100 * (1 - 0.75 ** 8))
+    assert out.loc["KMeans (k-means++)"].pct_global == pytest.approx(100 * (1 - 0.5 ** 4))
