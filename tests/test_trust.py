@@ -164,3 +164,74 @@ def test_sample_warns_naming_the_coordinates_that_fail_rhat_or_ess():
         # Coordinate 0 alone over a long run: R-hat and ESS both pass, no warning.
         good = le.ula(lambda y, batch=None: y, 0.5, 1.0)
         le.sample(good, jax.random.key(0), jnp.zeros(1), num_steps=4000, num_chains=4)
+
+
+# ----------------------------------------------------------------------------- optimizers
+
+
+def _optimizers():
+    from lesample import optim
+
+    return {
+        "entropy_sgd": optim.entropy_sgd(0.1, 0.1, num_steps=3, beta=1e4, momentum=0.0),
+        "hj": optim.hj(0.1, 0.1, num_steps=3, momentum=0.0),
+        "heat": optim.heat(0.1, 0.1, num_steps=3, momentum=0.0),
+        "sgd": optim.sgd(0.1, momentum=0.0),
+    }
+
+
+def _run(tx, grad_fn, steps=4):
+    import jax
+    import jax.numpy as jnp
+
+    x, state = jnp.ones(3), None
+    state = tx.init(x)
+
+    @jax.jit
+    def step(x, state, k):
+        updates, state = tx.update(None, state, x, grad_fn=grad_fn, key=k)
+        return x + updates, state
+
+    for k in jax.random.split(jax.random.key(0), steps):
+        x, state = step(x, state, k)
+    return x, state
+
+
+@pytest.mark.parametrize("name", ["entropy_sgd", "hj", "heat", "sgd"])
+def test_optimizers_flag_the_first_non_finite_update_in_their_state(name):
+    import jax.numpy as jnp
+
+    tx = _optimizers()[name]
+    _, state = _run(tx, lambda x, k: x)
+    assert int(state.diverged_at) == -1
+
+    # A grad_fn returning NaN: flagged at step 0, and the flag stays through later steps.
+    x, state = _run(tx, lambda x, k: jnp.full_like(x, jnp.nan))
+    assert int(state.diverged_at) == 0 and int(state.count) == 4
+
+
+@pytest.mark.parametrize("name", ["entropy_sgd", "hj", "heat"])
+def test_a_gamma_schedule_that_turns_negative_is_nan_and_flagged(name):
+    from lesample import optim
+
+    make = {"entropy_sgd": lambda g: optim.entropy_sgd(0.1, g, num_steps=3, beta=1e4,
+                                                       momentum=0.0),
+            "hj": lambda g: optim.hj(0.1, g, num_steps=3, momentum=0.0),
+            "heat": lambda g: optim.heat(0.1, g, num_steps=3, momentum=0.0)}[name]
+    tx = make(lambda n: 0.1 - 0.04 * n)  # 0.1, 0.06, 0.02, then -0.02 at step 3
+    x, state = _run(tx, lambda x, k: x, steps=5)
+    assert int(state.diverged_at) == 3
+    assert np.isnan(np.asarray(x)).all()  # never a silent ascent with a negative scope
+
+
+@pytest.mark.slow  # one compiled training run
+def test_train_raises_naming_the_step_where_the_optimizer_diverged():
+    from lesample.data import load_dataset
+    from lesample.samplers import DivergenceError
+    from lesample.train import TrainConfig, fit
+
+    digits = load_dataset("digits", limit=96)
+    config = TrainConfig(model="mnistfc", algo="sgd", epochs=2, batch_size=16, seed=3,
+                         eval_rows=64, eval_chunk=64, lr=1e30)
+    with pytest.raises(DivergenceError, match=r"outer step \d+ \(epoch 1\)"):
+        fit(config, digits)

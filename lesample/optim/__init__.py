@@ -26,7 +26,10 @@ and the outer step is ``x <- x - eta g``, so the reference ``lr`` is ``eta / gam
 ``gamma`` and ``learning_rate`` are floats or optax schedules of the outer step count
 (``scoping(gamma_0, gamma_1)`` is the paper's §7.5 rule). Every state is an ``OptimState``
 with ``count`` (outer steps) and ``num_grads`` (gradient evaluations spent: the cost
-measure; "effective epochs" = epochs × L, Remark 22).
+measure; "effective epochs" = epochs × L, Remark 22), and ``diverged_at``: the outer step
+of the first non-finite update, -1 while none. Bad values under ``jit`` follow one policy,
+NaN-and-flag: a schedule value below 0 becomes NaN, a NaN/inf gradient gives a NaN update,
+and either is recorded in ``diverged_at`` (``lesample.train`` raises on it, naming the step).
 
 | transformation | inner loop (``L``) | ``<y>`` / gradient | grads per update |
 | --- | --- | --- | --- |

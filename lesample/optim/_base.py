@@ -40,12 +40,17 @@ class OptimState(NamedTuple):
         optimiser's own noise (Langevin noise, HEAT perturbations) in updates driven by
         ``batches``, and of the ``grad_fn`` keys in updates given neither ``key`` nor
         ``batches``.
+      diverged_at: the outer step (a ``count``, int32) of the first update that was not
+        finite (a NaN/inf gradient, or a schedule value that is negative: see
+        :func:`evaluate`), -1 while every update was finite. Set by the transformation's
+        ``update`` (``impl`` functions leave it None); ``lesample.train`` raises on it.
     """
 
     count: jax.Array
     num_grads: jax.Array
     momentum: PyTree
     rng: jax.Array
+    diverged_at: jax.Array | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -89,8 +94,25 @@ def resolve_scope(gamma, coupling):
 
 
 def evaluate(value, count):
-    """A float or a schedule evaluated at ``count``."""
-    return value(count) if callable(value) else value
+    """A float or a schedule evaluated at ``count``.
+
+    Floats are checked by the factories; a schedule's values can only be seen under ``jit``,
+    so the policy is NaN-and-flag: a negative or NaN value becomes NaN (a zero ``gamma``
+    gives inf through ``1/gamma``), the update is then non-finite and the state's
+    ``diverged_at`` records the step (docs/optimizers.md, "Bad values under jit")."""
+    if not callable(value):
+        return value
+    v = jnp.asarray(value(count))
+    return jnp.where(v >= 0, v, jnp.nan)
+
+
+def flag_divergence(state: OptimState, updates) -> jax.Array:
+    """``state.diverged_at`` after an update: the first step whose ``updates`` were not
+    finite, or -1."""
+    first = jnp.where(tree.all_finite(updates), -1, state.count).astype(jnp.int32)
+    if state.diverged_at is None:  # a state built by hand, without the field
+        return first
+    return jnp.where(state.diverged_at >= 0, state.diverged_at, first)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,7 +169,7 @@ def typed_key(key):
 def init_state(params, momentum: float, seed: int) -> OptimState:
     buf = tree.zeros_like(params) if momentum > 0 else None
     return OptimState(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), buf,
-                      jax.random.PRNGKey(seed))
+                      jax.random.PRNGKey(seed), jnp.full((), -1, jnp.int32))
 
 
 def outer_step(g, state: OptimState, eta, momentum: float, nesterov: bool):
@@ -197,7 +219,13 @@ def transformation(name: str, impl, *, momentum: float, seed: int, num_inputs: i
     if grad_fn is not None and not callable(grad_fn):
         raise TypeError(f"`grad_fn` must be callable; got {type(grad_fn).__name__}.")
     default_grad_fn = grad_fn
-    jitted = jax.jit(impl, static_argnames=("grad_fn", "loss_fn"))
+
+    def flagged(state, params, grads, key, batches, *, grad_fn, loss_fn):
+        updates, new = impl(state, params, grads, key, batches, grad_fn=grad_fn,
+                            loss_fn=loss_fn)
+        return updates, new._replace(diverged_at=flag_divergence(state, updates))
+
+    jitted = jax.jit(flagged, static_argnames=("grad_fn", "loss_fn"))
 
     def update_fn(updates, state, params=None, *, grad_fn=None, key=None, batches=None,
                   loss_fn=None, **extra_args):
@@ -235,7 +263,7 @@ def transformation(name: str, impl, *, momentum: float, seed: int, num_inputs: i
                 raise ValueError(f"{name}.update needs the gradient `updates` (or `grad_fn`).")
             grads = updates
         check_batches(batches, num_inputs)
-        run = jitted if _is_hashable(grad_fn) and _is_hashable(loss_fn) else impl
+        run = jitted if _is_hashable(grad_fn) and _is_hashable(loss_fn) else flagged
         return run(state, params, grads, key, batches, grad_fn=grad_fn, loss_fn=loss_fn)
 
     def init_fn(params):

@@ -47,6 +47,7 @@ from lesample.distributed import replica_mesh
 from lesample.nets import MODELS, FunctionalModel, functional
 from lesample.noise import check_noise
 from lesample.optim import replica_mean, replicate
+from lesample.samplers import DivergenceError
 from lesample.train.algorithms import ALGORITHMS, canonical_algorithm, make_optimizer
 from lesample.train.checkpoint import resume_checkpoint, save_checkpoint
 from lesample.train.step import chunked, make_evaluate, make_step, recalibrate
@@ -168,6 +169,17 @@ def _header(config: TrainConfig, epoch: int, history: list[dict]) -> dict:
 step_keys = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(None, 0)))
 
 
+def _raise_if_diverged(opt_state, config: TrainConfig, epoch: int) -> None:
+    """``DivergenceError`` naming the outer step if the optimiser flagged a non-finite
+    update (``OptimState.diverged_at``); states without the flag are not checked."""
+    at = getattr(opt_state, "diverged_at", None)
+    if at is not None and int(at) >= 0:
+        raise DivergenceError(
+            f"{config.algo} on {config.model} (seed {config.seed}) diverged at outer step "
+            f"{int(at)} (epoch {epoch + 1}): a non-finite update (a NaN/inf gradient, or a "
+            "schedule value below 0). Lower the learning rate or check the schedules.")
+
+
 def fit(config: TrainConfig, data: Dataset, *, checkpoint: str | os.PathLike | None = None,
         until: int | None = None, progress: bool = False,
         grads_per_call: int = 20) -> TrainResult:
@@ -234,6 +246,7 @@ def fit(config: TrainConfig, data: Dataset, *, checkpoint: str | os.PathLike | N
                                      keys[s:s + per_call])
             bar.update(min(per_call, steps - s))
         jax.block_until_ready(params)
+        _raise_if_diverged(opt_state, config, epoch)
         t1 = time.perf_counter()
         x = reference(params)
         stats = recal(x)
