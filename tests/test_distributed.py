@@ -31,7 +31,7 @@ def _last_json(stdout: str) -> dict:
     return json.loads([line for line in stdout.splitlines() if line.startswith("{")][-1])
 
 
-def _python(code: str, devices: int, timeout: float = 240) -> dict:
+def _python(code: str, devices: int, timeout: float = 900) -> dict:
     out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=_env(devices),
                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -107,12 +107,12 @@ def test_two_processes_give_the_numbers_of_one_process():
     port = _free_port()
     procs = [_module(["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
                       "--process-id", str(i), *common], devices=1) for i in range(2)]
-    outs = [p.communicate(timeout=240) for p in procs]
+    outs = [p.communicate(timeout=900) for p in procs]
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-3000:]
     multi = _last_json(outs[0][0])
     one = _module(common, devices=2)
-    stdout, stderr = one.communicate(timeout=240)
+    stdout, stderr = one.communicate(timeout=900)
     assert one.returncode == 0, stderr[-3000:]
     single = _last_json(stdout)
     assert (multi.pop("processes"), multi.pop("devices")) == (2, 2)
