@@ -305,6 +305,17 @@ def test_index_names_the_mode_and_the_headlines(tmp_path):
     assert "<li><strong>One</strong> line</li>" in html
 
 
+def test_index_reads_mode_and_headlines_of_pages_written_before_it_stored_them(tmp_path):
+    rep = Report("Old", details={"mode": "full"})
+    rep.add_findings(["**a** `x` & y", "b", "c", "d"])
+    old = re.sub(r'<meta name="lesample:(mode|headline)"[^>]*>', "", rep.to_html())
+    assert "lesample:mode" not in old
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "report.html").write_text(old)
+    info = read_report_info(tmp_path / "old" / "report.html")
+    assert info.mode == "full" and info.headlines == ("**a** `x` & y", "b", "c")
+
+
 def test_layout_problems_finds_overlaps_and_covered_lines():
     from lesample.report import layout_problems
 

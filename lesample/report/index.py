@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as _dt
+import html
 import os
+import re
 from collections.abc import Iterable, Sequence
 from html.parser import HTMLParser
 from pathlib import Path
@@ -65,18 +67,39 @@ class _HeadReader(HTMLParser):
             self.title += data
 
 
+_MODE = re.compile(r"<dt>mode</dt><dd>([^<]*)</dd>")
+_FINDINGS = re.compile(r'<section class="findings"[^>]*>.*?<ul>(.*?)</ul>', re.S)
+
+
+def _markdown_of(fragment: str) -> str:
+    """A findings item's HTML back to the inline Markdown it was written in."""
+    text = re.sub(r"</?strong>", "**", fragment)
+    text = re.sub(r"</?code>", "`", text)
+    return html.unescape(re.sub(r"<[^>]+>", "", text))
+
+
 def read_report_info(path: str | os.PathLike) -> ReportInfo:
-    """Title, summary, generation time, mode and headlines from a report page's ``<head>``."""
+    """Title, summary, generation time, mode and headlines from a report page's ``<head>``.
+
+    A page written before its head carried the mode and the headlines gives them from its
+    body: the ``mode`` of its details line and the first three items of its findings box.
+    """
     text = Path(path).read_text(encoding="utf-8", errors="replace")
     end = text.find("</head>")
     reader = _HeadReader()
     reader.feed(text if end < 0 else text[:end])
+    mode, headlines = reader.meta.get("lesample:mode", ""), tuple(reader.headlines)
+    if "lesample:mode" not in reader.meta and (m := _MODE.search(text)):
+        mode = html.unescape(m.group(1))
+    if not headlines and (f := _FINDINGS.search(text)):
+        headlines = tuple(_markdown_of(it) for it in re.findall(r"<li>(.*?)</li>",
+                                                                 f.group(1), re.S)[:3])
     return ReportInfo(
         " ".join(reader.title.split()),
         reader.meta.get("description", ""),
         reader.meta.get("lesample:generated", ""),
-        reader.meta.get("lesample:mode", ""),
-        tuple(reader.headlines),
+        mode,
+        headlines,
     )
 
 
