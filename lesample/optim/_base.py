@@ -18,8 +18,7 @@ import numpy as np
 import optax
 
 from lesample import tree
-from lesample.checks import check_fraction, check_positive, check_schedule, check_scope
-from lesample.checks import check_int as check_int  # re-exported to the optimisers
+from lesample.checks import check_fraction, check_positive
 
 PyTree = Any
 Schedule = Callable[[jax.Array], jax.Array]
@@ -81,16 +80,6 @@ def scoping(gamma_0: float, gamma_1: float = 1e-3, L: float = 1) -> Schedule:
         return gamma_0 * jnp.exp(log_rate * jnp.asarray(count, jnp.float32))
 
     return schedule
-
-
-#: A float-or-schedule argument, validated (``lesample.checks.check_schedule``).
-as_schedule = check_schedule
-
-
-def resolve_scope(gamma, coupling):
-    """``gamma`` (scope) or ``coupling`` (= 1/gamma), never both; floats or schedules
-    (``lesample.checks.check_scope``)."""
-    return check_scope(gamma, coupling, schedules=True)
 
 
 def evaluate(value, count):
@@ -156,14 +145,6 @@ def step_inputs(key, batches, rng, length: int):
         return jax.random.split(k, length), noise_key, rng
     rng, noise_key = jax.random.split(rng)
     return batches, noise_key, rng
-
-
-def typed_key(key):
-    """A new-style typed key: ``run_chains`` reshapes split keys, which fails on raw uint32[2]
-    keys (a core limitation worked around here)."""
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return key
-    return jax.random.wrap_key_data(key)
 
 
 def init_state(params, momentum: float, seed: int) -> OptimState:

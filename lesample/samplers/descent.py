@@ -5,36 +5,22 @@
 This is ULA at ``beta = inf``. Its fixed point is ``argmin_y H(x, y)``, the proximal point
 of ``f`` at ``x`` whose limit gives the non-viscous HJ gradient ``(x - y*) / gamma``
 (Lemma 3); for a quadratic ``f`` it equals ``E_rho[y]``. Use the last-iterate estimator
-(docs/samplers.md).
+(docs/samplers.md). Its state and info are ULA's (``HJState``, ``HJInfo``: the position;
+``diverged``, ``num_grads``).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
-import jax
 import jax.numpy as jnp
 
 from lesample import tree
 from lesample.checks import check_positive
 from lesample.samplers.base import SamplingAlgorithm, check_gradient
+from lesample.samplers.overdamped import ULAInfo as HJInfo
 from lesample.samplers.overdamped import ULAState as HJState
 from lesample.samplers.overdamped import init
 
 __all__ = ["HJState", "HJInfo", "init", "build_kernel", "hj"]
-
-
-class HJInfo(NamedTuple):
-    """Information about one HJ transition (its state is ``HJState``, ULA's: the position).
-
-    diverged
-        Boolean scalar: the new position has a NaN or inf entry.
-    num_grads
-        int32 scalar: gradient evaluations spent by the step (always 1).
-    """
-
-    diverged: jax.Array
-    num_grads: jax.Array
 
 
 def build_kernel(grad_H, step_size):
