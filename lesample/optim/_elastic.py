@@ -74,12 +74,15 @@ class ReplicaState(NamedTuple):
         (all replicas) is ``num_grads.sum()``.
       momentum: replica-stacked Nesterov buffers (None without momentum).
       rng: ``(n, 2)`` raw keys, one per replica.
+      diverged_at: as ``OptimState``'s: the round of the first non-finite update (any
+        replica), -1 while none.
     """
 
     count: jax.Array
     num_grads: jax.Array
     momentum: PyTree
     rng: jax.Array
+    diverged_at: jax.Array | None = None
 
 
 def replicate(params: PyTree, n: int) -> PyTree:
@@ -181,6 +184,7 @@ def replica_transformation(name: str, local: Callable, *, eta: Callable, rho, mo
                              f"`params` {n}; init the state with these params.")
         keys = None if key is None else jax.random.split(key, n)
         axis_name = mesh_axis(mesh, n)
+        state = state._replace(diverged_at=None)  # set by the wrapper, after the update
         run = jax.tree_util.Partial(shard, axis_name=axis_name, n=n, grad_fn=grad_fn,
                                     loss_fn=loss_fn)
         if axis_name is None:
@@ -195,7 +199,8 @@ def replica_transformation(name: str, local: Callable, *, eta: Callable, rho, mo
         n = num_replicas(params)
         buf = tree.zeros_like(params) if momentum > 0 else None
         return ReplicaState(jnp.zeros((), jnp.int32), jnp.zeros((n,), jnp.int32), buf,
-                            jax.random.split(jax.random.PRNGKey(seed), n))
+                            jax.random.split(jax.random.PRNGKey(seed), n),
+                            jnp.full((), -1, jnp.int32))
 
     tx = transformation(name, impl, momentum=momentum, seed=seed, num_inputs=num_inputs,
                         grad_fn=grad_fn, mode=mode)
