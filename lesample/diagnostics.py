@@ -222,7 +222,8 @@ def _stuck_as_nan(x: np.ndarray, out: np.ndarray) -> np.ndarray:
     chains = np.flatnonzero(stuck.any(axis=1))
     warnings.warn(f"{len(chains)} chain(s) never moved in some coordinate (chains "
                   f"{chains[:10].tolist()}): the sampler is stuck (acceptance rate 0?); the "
-                  "ESS of those coordinates is NaN.", ConvergenceWarning, stacklevel=3)
+                  "ESS, MCSE and R-hat of those coordinates are NaN.", ConvergenceWarning,
+                  stacklevel=3)
     return np.where(stuck.any(axis=0), np.nan, out)
 
 
@@ -253,13 +254,13 @@ def ess(draws, method: str = "bulk") -> np.ndarray:
 def rhat(draws) -> np.ndarray:
     """Rank-normalized split R-hat per coordinate, shape ``(d,)`` (Vehtari et al. 2021).
 
-    Values near 1 (say < 1.01) indicate mixed chains. A coordinate that is constant across all
-    draws gives NaN. ``draws`` as in ``ess``.
+    Values near 1 (say < 1.01) indicate mixed chains. A coordinate in which some chain never
+    moves gives NaN, with a ``ConvergenceWarning`` (as ``ess``). ``draws`` as in ``ess``.
     """
     x = _mcmc_draws(draws)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = array_stats.rhat(x, chain_axis=0, draw_axis=1, method="rank")
-    return np.asarray(out, dtype=np.float64)
+    return _stuck_as_nan(x, np.asarray(out, dtype=np.float64))
 
 
 def mcse_mean(draws) -> np.ndarray:
