@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
-__all__ = ["ENTRY_POINT_GROUP", "RUNTIME_KEYWORDS", "Study", "UnknownStudyError", "check_count",
-           "get_study", "load_studies"]
+__all__ = ["ENTRY_POINT_GROUP", "RUNTIME_KEYWORDS", "Study", "UnknownStudyError", "get_study",
+           "load_studies"]
 
 #: The entry-point group that lists the studies.
 ENTRY_POINT_GROUP = "lesample.studies"
@@ -103,14 +103,6 @@ class Study:
         """Whether ``run`` takes the ``executor`` keyword (spreads its cells over a pool)."""
         params = inspect.signature(self.run).parameters
         return "executor" in params
-
-
-def check_count(name: str, value) -> int:
-    """A study option that counts something (seeds, epochs): an int >= 1, else a
-    ``ValueError`` naming the option (no ``seeds or default``: 0 is an error)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be an integer >= 1; got {value!r}")
-    return value
 
 
 class UnknownStudyError(KeyError):

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lesample.registry import Study, check_count
+from lesample.checks import check_int
+from lesample.registry import Study
 
 MODELS = ("mnistfc", "lenet")
 NOISES = ("rademacher", "gaussian")
@@ -58,13 +59,13 @@ def plan(mode: str, *, seeds=None, model=None, algo=None, epochs=None, round_epo
 
     settings = dict(MODES[mode])
     if epochs is not None:
-        settings["epochs"] = check_count("epochs", epochs)
+        settings["epochs"] = check_int("epochs", epochs)
         settings["drop_every"] = max(1, settings["epochs"] // 2)
     if round_epochs is not None:
-        settings["round_epochs"] = check_count("round_epochs", round_epochs)
+        settings["round_epochs"] = check_int("round_epochs", round_epochs)
     if noise not in NOISES:
         raise ValueError(f"`noise` must be one of {', '.join(NOISES)}; got {noise!r}")
-    num_seeds = settings["seeds"] if seeds is None else check_count("seeds", seeds)
+    num_seeds = settings["seeds"] if seeds is None else check_int("seeds", seeds)
     cells = [
         dict(model=m, algo=a, seed=s, epochs=settings["epochs"],
              batch_size=settings["batch_size"], drop_every=settings["drop_every"],

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lesample.registry import Study, check_count
+from lesample.checks import check_int
+from lesample.registry import Study
 from studies.kmeans.instances import INSTANCES, LARGE
 
 #: Instances per mode (the large ones only in full mode: minutes per trial here).
@@ -82,7 +83,7 @@ def label(method: dict) -> str:
 def grid(mode: str, seeds: int | None = None) -> tuple[int, int]:
     """Trials per instance x method, and k-means++ restarts for the best-known minimum."""
     quick = mode == "quick"
-    trials = (10 if quick else 100) if seeds is None else check_count("seeds", seeds)
+    trials = (10 if quick else 100) if seeds is None else check_int("seeds", seeds)
     return trials, 50 if quick else 200
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lesample.registry import Study, check_count
+from lesample.checks import check_int
+from lesample.registry import Study
 
 REFERENCE = dict(sampler="ula", step_size=0.1, estimator="exponential", L=20)
 
@@ -78,7 +79,7 @@ def grid(mode: str, seeds: int | None = None) -> tuple[dict[str, int], list[int]
     targets, on which the L = 20 findings rest, get ``seeds`` (default 2 quick, 10 full);
     the full grid's breadth targets get at most ``BREADTH_SEEDS``."""
     quick = mode == "quick"
-    num_seeds = (2 if quick else 10) if seeds is None else check_count("seeds", seeds)
+    num_seeds = (2 if quick else 10) if seeds is None else check_int("seeds", seeds)
     breadth = [] if quick else (  # digits' NUTS reference alone takes ~3 min on a fresh machine
         ["digits-g1-b1797"]
         + [f"gauss-d{d}-k{k}-g10-b{b}" for d in (10, 100, 1000) for k in (1, 100)
