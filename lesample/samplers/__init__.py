@@ -68,8 +68,9 @@ def build_sampler(name: str, target, step_size=0.1, **options) -> SamplingAlgori
 
     ``step_size`` defaults to the reference Entropy-SGD inner step ``eta' = 0.1``; for NUTS
     and HMC it is the initial step that warm-up adapts. Options: ``noise`` (ula, sgld, baoab),
-    ``friction`` (baoab), ``num_warmup``, ``num_leapfrog``, ``target_accept_prob``,
-    ``max_tree_depth``, ``dense_mass`` (hmc, nuts). The factory checks the arguments.
+    ``friction`` (baoab), ``num_warmup``, ``num_leapfrog``, ``trajectory_length``,
+    ``target_accept_prob``, ``max_tree_depth``, ``dense_mass`` (hmc, nuts). The factory
+    checks the arguments.
     """
     check_choice("sampler", name, KERNELS)
     if name in ("ula", "sgld"):

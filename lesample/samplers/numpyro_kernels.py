@@ -73,11 +73,19 @@ def numpyro_hmc(
     num_warmup: int = 500,
     step_size: float = 0.1,
     num_leapfrog: int | None = None,
+    trajectory_length: float | None = None,
     target_accept_prob: float = 0.8,
     max_tree_depth: int = 10,
     dense_mass: bool = False,
 ) -> SamplingAlgorithm:
-    """HMC (``algo="HMC"``, ``num_leapfrog`` steps) or NUTS on ``rho ∝ exp(-beta H)``."""
+    """HMC or NUTS on ``rho ∝ exp(-beta H)``.
+
+    HMC's trajectory is ``num_leapfrog`` steps, or ``trajectory_length`` in time units (the
+    step count then follows the adapted step size; NumPyro's default is ``2 pi``). Prefer a
+    trajectory length: with a fixed step count NumPyro's dual averaging can drive the step
+    size to underflow from a start far in the tails, and the chain never moves (flagged as
+    stuck by ``sample``).
+    """
     from numpyro.infer.hmc import hmc
 
     if algo not in ("HMC", "NUTS"):
@@ -87,7 +95,13 @@ def numpyro_hmc(
     beta = check_positive("beta", beta)
     check_fraction("target_accept_prob", target_accept_prob)
     init_kernel, sample_kernel = hmc(potential_fn=lambda y: beta * H(y), algo=algo)
-    extra = {"num_steps": num_leapfrog} if algo == "HMC" and num_leapfrog else {}
+    if num_leapfrog is not None and trajectory_length is not None:
+        raise ValueError("give at most one of `num_leapfrog` and `trajectory_length`.")
+    extra = {}
+    if algo == "HMC" and num_leapfrog is not None:
+        extra["num_steps"] = check_int("num_leapfrog", num_leapfrog)
+    if algo == "HMC" and trajectory_length is not None:
+        extra["trajectory_length"] = check_positive("trajectory_length", trajectory_length)
 
     def init(position, key=None) -> HMCState:
         key = jax.random.key(0) if key is None else key
