@@ -296,6 +296,8 @@ def cmd_study(args: argparse.Namespace) -> int:
         study = get_study(args.name)
     except UnknownStudyError as exc:
         raise UsageError(str(exc)) from None
+    if study.missing():
+        raise UsageError(study.missing())
     options = _study_options(args)
     refused = [o for o in options if not study.accepts(o)]
     if refused:
@@ -321,6 +323,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lesample.registry import load_studies
 
     studies = load_studies()
+    for name, study in list(studies.items()):  # an optional study without its extra
+        if study.missing():
+            print(f"{PROG}: skipping {study.missing()}", file=sys.stderr)
+            del studies[name]
     if not studies:
         raise RuntimeError("no studies available")
     options = _study_options(args)

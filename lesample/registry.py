@@ -32,6 +32,7 @@ Studies come in the order of their ``order`` field (then by name): ``lesample li
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,6 +62,10 @@ class Study:
     #: ``check(mode, **options)``: raises ``ValueError`` naming a bad option, before any
     #: work starts (``lesample run`` checks every study's options before running the first).
     check: Callable[..., object] | None = None
+    #: Modules the study needs beyond lesample's own dependencies, and the optional extra
+    #: (``pip install 'lesample[extra]'``) that installs them.
+    requires: tuple[str, ...] = ()
+    extra: str | None = None
 
     def __post_init__(self):
         if not self.name or not self.name.replace("_", "").replace("-", "").isalnum():
@@ -98,6 +103,15 @@ class Study:
         ``ValueError`` naming the option if one is bad."""
         if self.check is not None:
             self.check(mode, **{k: v for k, v in options.items() if self.accepts(k)})
+
+    def missing(self) -> str | None:
+        """``None`` when every module in ``requires`` is installed; otherwise a sentence
+        naming the missing ones and the extra that installs them."""
+        gone = [m for m in self.requires if importlib.util.find_spec(m) is None]
+        if not gone:
+            return None
+        how = f"pip install 'lesample[{self.extra}]'" if self.extra else "install them"
+        return f"study {self.name!r} needs {', '.join(gone)} ({how})"
 
     def takes_executor(self) -> bool:
         """Whether ``run`` takes the ``executor`` keyword (spreads its cells over a pool)."""

@@ -287,3 +287,25 @@ def test_index_of_a_missing_directory_exits_2(tmp_path, capsys):
     assert cli.main(["index", "--out", str(missing)]) == 2
     assert "is not a folder" in capsys.readouterr().err
     assert not missing.exists()
+
+
+def test_a_study_without_its_extra_is_refused_by_study_and_skipped_by_run(
+        tmp_path, capsys, monkeypatch):
+    calls = []
+
+    def run(out_dir, mode, progress):
+        calls.append(mode)
+        return Report("Optional").write(out_dir / "report.html")
+
+    module = types.ModuleType("optional_studies_for_tests")
+    module.OPT = registry.Study("opt", "Needs an extra", run,
+                                requires=("no_such_module_xyz",), extra="xyz")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    use_entry_points(monkeypatch, opt=f"{module.__name__}:OPT")
+    assert cli.main(["study", "opt", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no_such_module_xyz" in err and "pip install 'lesample[xyz]'" in err
+    # `lesample run` says it skips the study; with no other study there is nothing to run.
+    assert cli.main(["run", "--out", str(tmp_path), "--no-progress"]) == 1
+    assert "skipping study 'opt' needs no_such_module_xyz" in capsys.readouterr().err
+    assert calls == []

@@ -48,4 +48,4 @@ def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None) -
 
 
 STUDY = Study("gym", "Self-tuned kernels vs NUTS on inference-gym targets with ground truth",
-              run, order=40)
+              run, order=40, requires=("inference_gym", "tensorflow_probability"), extra="gym")
