@@ -5,8 +5,6 @@ Conventions (docs/conventions.md): ``gamma`` is the scope, ``beta`` the inverse 
 ``grad f_gamma(x) = (x - E_rho[y]) / gamma``.
 """
 
-import warnings
-
 from lesample import optim
 from lesample.estimators import (
     Estimator,
@@ -72,9 +70,8 @@ __all__ = [
 
 
 def __getattr__(name):
-    if name == "SAMPLERS":  # deprecated: it mapped a sampler to its default estimator
-        warnings.warn("`lesample.SAMPLERS` is deprecated: the sampler names are "
-                      "`lesample.KERNELS`, the default estimator of each is "
-                      "`lesample.DEFAULT_ESTIMATORS`.", DeprecationWarning, stacklevel=2)
-        return DEFAULT_ESTIMATORS
+    if name == "SAMPLERS":
+        from lesample.samplers import deprecated_samplers
+
+        return deprecated_samplers(stacklevel=2)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

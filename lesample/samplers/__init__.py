@@ -84,12 +84,19 @@ def build_sampler(name: str, target, step_size=0.1, **options) -> SamplingAlgori
     return numpyro_hmc(target.H, target.beta, algo=name.upper(), step_size=step_size, **options)
 
 
-def __getattr__(name):
-    if name == "SAMPLERS":  # deprecated: it mapped a sampler to its default estimator
-        from lesample.inner import DEFAULT_ESTIMATORS
+def deprecated_samplers(stacklevel: int = 2):
+    """The deprecated ``SAMPLERS`` table (it mapped a sampler to its default estimator), with
+    a ``DeprecationWarning`` pointing ``stacklevel`` frames up; ``lesample`` re-exports it."""
+    from lesample.inner import DEFAULT_ESTIMATORS
 
-        warnings.warn("`SAMPLERS` is deprecated: the sampler names are "
-                      "`lesample.samplers.KERNELS`, the default estimator of each is "
-                      "`lesample.inner.DEFAULT_ESTIMATORS`.", DeprecationWarning, stacklevel=2)
-        return DEFAULT_ESTIMATORS
+    warnings.warn("`SAMPLERS` is deprecated: the sampler names are "
+                  "`lesample.samplers.KERNELS`, the default estimator of each is "
+                  "`lesample.inner.DEFAULT_ESTIMATORS`.", DeprecationWarning,
+                  stacklevel=stacklevel + 1)
+    return DEFAULT_ESTIMATORS
+
+
+def __getattr__(name):
+    if name == "SAMPLERS":
+        return deprecated_samplers(stacklevel=2)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
