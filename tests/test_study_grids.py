@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
+from lesample.store import CellStore
 from studies.samplers import BREADTH_SEEDS, HEADLINE, grid, settings
 
 
@@ -46,3 +48,84 @@ def test_target_settings_dense_on_headline_and_no_nuts_at_d1000():
     assert len(dense) > len(sparse) and any(s["sampler"] == "nuts" for s in sparse)
     big = target_settings("gauss-d1000-k100-g10-b1", "full")
     assert big and not any(s["sampler"].endswith("nuts") for s in big)
+
+
+# --------------------------------------------------------------------------- deep-net rounds
+
+
+@pytest.fixture
+def deepnet_run(monkeypatch, tmp_path):
+    """``(cells, data, run)``: two tiny training cells on 320 digits, two epochs, and a
+    function that runs them in rounds of one epoch into ``tmp_path`` (serially)."""
+    from lesample.data import load_dataset
+    from studies.deepnets import cells as dn
+
+    monkeypatch.setattr(dn, "_DATA", {})
+    data = load_dataset("digits", limit=320)
+    cells = [dict(model="mnistfc", algo=a, seed=0, epochs=2, batch_size=32, drop_every=1,
+                  noise="rademacher", eval_rows=200, unroll=False) for a in ("sgd", "hj")]
+
+    def run():
+        return dn.run_rounds(cells, data, tmp_path, 1, False,
+                             lambda results, bn, execution: (results, bn, execution),
+                             limit=320)
+
+    return cells, data, run
+
+
+def _rows_once(results, cells):
+    """Every cell has epochs 1 and 2, each exactly once."""
+    counts = results.groupby(["algo", "epoch"]).size()
+    assert counts.to_dict() == {(c["algo"], e): 1 for c in cells for e in (1, 2)}
+
+
+def test_deepnets_resumes_checkpoints_of_a_run_started_before_the_executor(deepnet_run,
+                                                                          tmp_path):
+    """The rounds used to run in a loop of their own, which left checkpoints and no round
+    cells: a run that finds such checkpoints goes on from them (the epoch already trained
+    is read, not trained again: its measured seconds are the checkpoint's)."""
+    from lesample.train import TrainConfig, fit
+    from studies.deepnets.cells import checkpoint_key
+
+    cells, data, run = deepnet_run
+    before = {}
+    for cell in cells:  # what the old loop left after its first round
+        path = tmp_path / "checkpoints" / f"{checkpoint_key(cell, data)}.npz"
+        before[cell["algo"]] = fit(TrainConfig(**cell), data, checkpoint=path,
+                                   until=1).history
+    results, bn, execution = run()
+    _rows_once(results, cells)
+    for cell in cells:
+        first = results[(results.algo == cell["algo"]) & (results.epoch == 1)]
+        assert first.train_seconds.tolist() == before[cell["algo"]].train_seconds.tolist()
+    assert sorted(bn.algo) == ["hj", "sgd"] and len(execution.failed) == 0
+    saved = pd.read_csv(tmp_path / "results.csv")
+    assert len(saved) == 4 and (saved.dataset == "digits").all()
+
+
+def test_deepnets_stopped_run_resumes_with_nothing_lost_or_duplicated(deepnet_run,
+                                                                      monkeypatch, tmp_path):
+    """Interrupt the second round; the rerun keeps round 1 as saved (same measured seconds:
+    not trained again), trains round 2, and every epoch appears once."""
+    from studies.deepnets import cells as dn
+
+    cells, data, run = deepnet_run
+    real_fit = dn.fit
+
+    def interrupted(config, data, *, checkpoint=None, until=None, **kw):
+        if until == 2:
+            raise KeyboardInterrupt
+        return real_fit(config, data, checkpoint=checkpoint, until=until, **kw)
+
+    monkeypatch.setattr(dn, "fit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    first = pd.read_csv(tmp_path / "results.csv")
+    assert sorted(first.epoch) == [1, 1]
+    monkeypatch.setattr(dn, "fit", real_fit)
+    results, bn, execution = run()
+    _rows_once(results, cells)
+    again = results[results.epoch == 1].sort_values("algo").train_seconds.tolist()
+    assert again == first.sort_values("algo").train_seconds.tolist()
+    assert execution.resumed == 2 and len(bn) == 2
+    assert len(CellStore(tmp_path / "cells")) == 6  # 2 cells x (2 rounds + BatchNorm)

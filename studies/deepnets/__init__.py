@@ -8,7 +8,8 @@ LeNet at equal budgets of effective epochs (Remark 22), several seeds, Fashion-M
   divided by 5 every 15), 3 seeds. Cells advance in rounds of a few epochs each, every cell
   checkpointed at every epoch, so a run stopped at any time leaves all cells at about the
   same budget and the report covers what has been reached (``-O epochs=N`` sets another
-  budget, ``-O round_epochs=N`` the round length).
+  budget, ``-O round_epochs=N`` the round length). The cells of a round run on the command
+  line's executor (``--workers``, ``--executor``; docs/executors.md).
 
 Entropy-SGD's Langevin noise is ``noise="rademacher"`` (random signs with the mean and
 covariance of the Gaussian, ``lesample.noise``), 10-40x cheaper to draw; ``-O
@@ -90,7 +91,7 @@ def check(mode: str, *, data_dir: Path | None = None, **options) -> None:
 def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None,
         model: str | None = None, algo: str | None = None, data_dir: Path | None = None,
         epochs: int | None = None, round_epochs: int | None = None,
-        noise: str = "rademacher", replicas: int | None = None) -> Path:
+        noise: str = "rademacher", replicas: int | None = None, executor=None) -> Path:
     from studies.deepnets.cells import load_data, run_rounds
     from studies.deepnets.report import write_report
 
@@ -99,8 +100,10 @@ def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None,
     data = load_data(settings["limit"], data_dir)
     return run_rounds(
         cells, data, out_dir, settings["round_epochs"], progress,
-        lambda results, bn: write_report(results, bn, out_dir, mode=mode, settings=settings,
-                                         dataset=data.name, num_train=len(data.train_images)))
+        lambda results, bn, execution: write_report(
+            results, bn, out_dir, mode=mode, settings=settings, dataset=data.name,
+            num_train=len(data.train_images), execution=execution),
+        executor=executor, data_dir=data_dir, limit=settings["limit"])
 
 
 STUDY = Study("deepnets", "SGD, Entropy-SGD, HJ, HEAT, Elastic-SGD and Parle on mnistfc and "
