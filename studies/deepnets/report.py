@@ -182,7 +182,7 @@ def curves(df: pd.DataFrame, model: str):
 
 
 def write_report(results: pd.DataFrame, bn: pd.DataFrame, out_dir: Path, *, mode: str,
-                 settings: dict, dataset: str, num_train: int) -> Path:
+                 settings: dict, dataset: str, num_train: int, execution=None) -> Path:
     df = reached(results)
     final = final_table(df)
     hits = epochs_to_sgd(df, final)
@@ -253,4 +253,6 @@ def write_report(results: pd.DataFrame, bn: pd.DataFrame, out_dir: Path, *, mode
         f"{(timing.projected_cell_min.sum() * cells / max(len(timing), 1)) / 60:.1f} h "
         "(the mean projected cell time x cells)."
     )
+    if execution is not None:  # a lesample.executor.GridResult
+        execution.add_to(rep)
     return rep.write(out_dir / "report.html")
