@@ -61,17 +61,21 @@ def central_fd(fun, x: np.ndarray, h: float) -> np.ndarray:
     return (fun(x + steps) - fun(x - steps)) / (2 * h)
 
 
-# ---------------------------------------------------------------------------------------------
-# (a), (b): the gradient against finite differences and against (x - E_rho[y]) / gamma.
-
-
-@PROPERTY
-@given(
+#: Hypothesis strategies for :func:`random_case`'s arguments.
+RANDOM_CASES = dict(
     seed=st.integers(0, 2**32 - 1),
     dim=st.integers(1, 6),
     gamma=st.floats(0.05, 5.0),
     beta=st.floats(0.1, 10.0),
 )
+
+
+# ---------------------------------------------------------------------------------------------
+# (a), (b): the gradient against finite differences and against (x - E_rho[y]) / gamma.
+
+
+@PROPERTY
+@given(**RANDOM_CASES)
 def test_grad_matches_central_differences_of_value(seed, dim, gamma, beta):
     case, rng = random_case(seed, dim, gamma, beta)
     x = case.c + rng.standard_normal(dim)
@@ -81,12 +85,7 @@ def test_grad_matches_central_differences_of_value(seed, dim, gamma, beta):
 
 
 @PROPERTY
-@given(
-    seed=st.integers(0, 2**32 - 1),
-    dim=st.integers(1, 6),
-    gamma=st.floats(0.05, 5.0),
-    beta=st.floats(0.1, 10.0),
-)
+@given(**RANDOM_CASES)
 def test_grad_is_x_minus_mean_over_gamma(seed, dim, gamma, beta):
     case, rng = random_case(seed, dim, gamma, beta)
     x = case.c + rng.standard_normal((3, dim))  # a batch of anchors, shape (..., d)
