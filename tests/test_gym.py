@@ -26,11 +26,36 @@ def test_gym_targets_are_finite_flat_potentials_with_ground_truth():
                                    np.asarray(grad), rtol=1e-5)
 
 
-def test_summary_ratio_to_numpyro_nuts():
-    from studies.gym import SUMMARY, summarise
+def _rows(values, **extra):
+    from studies.gym.report import SUMMARY
 
-    rows = [dict(target="t", sampler=s, seed=k, **dict.fromkeys(SUMMARY, 1.0))
-            | dict(ess_per_grad_total=v * (1 + k))
-            for s, v in (("baoab-diag", 3.0), ("numpyro-nuts", 1.5)) for k in (0, 1)]
-    table = summarise(pd.DataFrame(rows)).set_index("sampler")
-    assert table.loc["baoab-diag", "vs_nuts_grad_total"] == pytest.approx(2.0)
+    return [dict(target="t", sampler=s, seed=k, **dict.fromkeys(SUMMARY, 1.0))
+            | dict(ess_per_grad_total=v * (1 + k) * (1 + 0.1 * k * (s == "baoab-diag")),
+                   divergences=0) | extra
+            for s, v in values for k in (0, 1, 2)]
+
+
+def test_summary_ratio_to_numpyro_nuts():
+    from studies.gym.report import summarise
+
+    table = summarise(pd.DataFrame(_rows((("baoab-diag", 3.0), ("numpyro-nuts", 1.5)))))
+    table = table.set_index("sampler")
+    # means over seeds: 3 (1 + 2.2 + 3.6) / 3 over 1.5 (1 + 2 + 3) / 3
+    assert table.loc["baoab-diag", "vs_nuts"] == pytest.approx(3.0 * 6.8 / (1.5 * 6.0))
+    assert table.loc["baoab-diag", "seeds"] == 3
+
+
+def test_verdict_needs_an_interval_and_no_flag():
+    from studies.gym.report import verdict
+
+    ahead = pd.DataFrame(_rows((("baoab-diag", 3.0), ("numpyro-nuts", 1.5))))
+    assert verdict(ahead, "baoab-diag", "t")[0] == "meets"
+    behind = pd.DataFrame(_rows((("baoab-diag", 0.5), ("numpyro-nuts", 1.5))))
+    assert verdict(behind, "baoab-diag", "t")[0] == "misses"
+    one_seed = ahead[ahead.seed == 0]
+    assert verdict(one_seed, "baoab-diag", "t")[0] == "not resolved"
+    biased = pd.DataFrame(_rows((("baoab-diag", 3.0), ("numpyro-nuts", 1.5)), mean_z=6.0))
+    word, line = verdict(biased, "baoab-diag", "t")
+    assert word == "misses" and "biased" in line
+    unmixed = pd.DataFrame(_rows((("baoab-diag", 3.0), ("numpyro-nuts", 1.5)), rhat=1.2))
+    assert verdict(unmixed, "baoab-diag", "t")[0] == "misses"

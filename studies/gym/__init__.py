@@ -2,9 +2,10 @@
 
 Targets with published ground truth and no download (Banana, Eight Schools, Brownian
 motion with missing observations, an ill-conditioned Gaussian, Neal's funnel); samplers:
-self-tuned BAOAB (diagonal and dense preconditioner) and MALA (``lesample.adaptation``),
-NumPyro NUTS and BlackJAX NUTS, one set of defaults for every target
-(``studies.gym.cells.SETTINGS``). Needs the ``gym`` extra. See docs/adaptation.md.
+self-tuned BAOAB (diagonal and dense preconditioner), MALA and ULA
+(``lesample.adaptation``), NumPyro NUTS, BlackJAX NUTS and BlackJAX MALA, one set of
+defaults for every target (``studies.gym.cells.SETTINGS``). Needs the ``gym`` extra.
+See docs/adaptation.md.
 """
 
 from __future__ import annotations
@@ -13,38 +14,27 @@ from pathlib import Path
 
 from lesample.registry import Study
 
-#: Columns of the summary table, per target and sampler (means over seeds).
-SUMMARY = ["mean_err", "mean_mc", "sd_err", "sd_mc", "ess_per_grad", "ess_per_grad_total",
-           "ess_per_second", "ess_per_second_total", "rhat", "divergences"]
 
-
-def summarise(results):
-    """Means over seeds per (target, sampler), with BAOAB-diag's ESS per gradient (warm-up
-    included) over NumPyro NUTS's as ``baoab_over_nuts``."""
-    table = results.groupby(["target", "sampler"], sort=False)[SUMMARY].mean().reset_index()
-    ref = table[table.sampler == "numpyro-nuts"].set_index("target").ess_per_grad_total
-    table["vs_nuts_grad_total"] = table.ess_per_grad_total / table.target.map(ref)
-    return table
-
-
-def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None) -> Path:
-    import pandas as pd
-
-    from lesample.store import run_cells, write_csv
-    from studies.gym.cells import SAMPLERS, run_cell
+def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None,
+        executor=None) -> Path:
+    from lesample.executor import run_grid
+    from lesample.store import publish, write_csv
+    from studies.gym.cells import SAMPLERS, SETTINGS, run_cell
+    from studies.gym.report import summarise, write_report
     from studies.gym.targets import GYM_TARGETS
 
     # Sampler-major order: an interrupted run has every target for the first samplers.
-    cells = [dict(target=t, sampler=s, seed=seed, mode=mode, version=1)
+    cells = [dict(target=t, sampler=s, seed=seed, mode=mode, version=2)
              for s in SAMPLERS for t in GYM_TARGETS for seed in range(seeds or 1)]
-    results = run_cells(out_dir / "cells", cells, run_cell, progress=progress, desc="gym")
-    write_csv(results, out_dir / "results.csv")
-    table = summarise(results)
-    write_csv(table, out_dir / "summary.csv")
-    report = out_dir / "report.html"
-    with pd.option_context("display.float_format", "{:.4g}".format):
-        report.write_text("<h1>Gym study</h1>\n" + table.to_html(index=False))
-    return report
+    grid_run = run_grid(out_dir / "cells", cells, run_cell, executor=executor,
+                        progress=progress, desc="gym")
+    results = grid_run.results
+    with publish(out_dir) as stage:  # all outputs or none: never new data under an old report
+        write_csv(results, stage / "results.csv")
+        write_csv(summarise(results), stage / "summary.csv")
+        write_csv(grid_run.failed, stage / "failed.csv")
+        write_report(results, stage, mode=mode, settings=SETTINGS[mode], execution=grid_run)
+    return out_dir / "report.html"
 
 
 STUDY = Study("gym", "Self-tuned kernels vs NUTS on inference-gym targets with ground truth",

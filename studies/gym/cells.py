@@ -26,14 +26,20 @@ SETTINGS = {
     "quick": dict(chains=4, warmup=1000, draws=4000, nuts_warmup=500, nuts_draws=500),
     "full": dict(chains=4, warmup=1000, draws=20000, nuts_warmup=500, nuts_draws=2000),
 }
-SAMPLERS = ("baoab-diag", "numpyro-nuts", "baoab-dense", "blackjax-nuts", "mala-diag")
+SAMPLERS = ("baoab-diag", "numpyro-nuts", "baoab-dense", "blackjax-nuts", "mala-diag",
+            "ula-diag", "blackjax-mala")
+#: The peers' runners; NUTS gets its own warm-up and draws, BlackJAX MALA (one gradient a
+#: step, as ours) the self-tuned kernels'.
+PEERS = {"numpyro-nuts": (runners.numpyro_nuts, "nuts_"),
+         "blackjax-nuts": (runners.blackjax_nuts, "nuts_"),
+         "blackjax-mala": (runners.blackjax_mala, "")}
 
 
 def _run(sampler, tgt, key, s):
-    if sampler in ("numpyro-nuts", "blackjax-nuts"):
-        fn = runners.numpyro_nuts if sampler == "numpyro-nuts" else runners.blackjax_nuts
+    if sampler in PEERS:
+        fn, prefix = PEERS[sampler]
         return fn(tgt.potential, tgt.start, key, chains=s["chains"],
-                  num_warmup=s["nuts_warmup"], num_draws=s["nuts_draws"])
+                  num_warmup=s[f"{prefix}warmup"], num_draws=s[f"{prefix}draws"])
     kernel, preconditioner = sampler.split("-")
     return runners.selftuned(kernel, tgt.potential, tgt.start, key, chains=s["chains"],
                              num_warmup=s["warmup"], num_draws=s["draws"],
