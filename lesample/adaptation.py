@@ -15,10 +15,15 @@ windows of growing length. After each window it
    cost its largest Ritz value is at least as accurate;
 3. sets the step against the integrator's stability limit: BAOAB is stable for
    ``h < 2 / sqrt(lambda_max)``, ULA and MALA for ``h < 2 / lambda_max``; ``safety`` is the
-   fraction of the limit used. BAOAB's friction critically damps the slowest mode,
-   ``2 sqrt(lambda_min)``, with ``lambda_min`` floored at ``lambda_max / MAX_CONDITION``
-   (a non-convex region has ``lambda_min <= 0``). MALA then runs dual averaging on its
-   acceptance rate (target ``target_accept``) in every window, started from that step.
+   fraction of the limit used. BAOAB's friction underdamps the slowest mode,
+   ``2 damping sqrt(lambda_min)`` with damping ratio ``damping`` (default 0.3; 1 is critical
+   damping), ``lambda_min`` floored at ``lambda_max / MAX_CONDITION`` (a non-convex region
+   has ``lambda_min <= 0``). Below critical damping the momentum persists along the slow
+   direction: the integrated autocorrelation time of a linear observable of a Gaussian mode
+   is ``2 friction / lambda``, so it shrinks with the friction, while that of its square
+   grows like ``1 / friction`` when the friction is small (see docs/adaptation.md). MALA
+   then runs dual averaging on its acceptance rate (target ``target_accept``) in every
+   window, started from that step.
 
 Preconditioning is a change of variables ``y = L z``: the unchanged kernel runs on
 ``H(L z)``, whose gradient is ``L^T grad H(L z)``. For BAOAB this is exactly a constant
@@ -61,6 +66,8 @@ __all__ = [
 WARMUP_SAMPLERS = {"baoab": 0.8, "mala": 0.5, "ula": 0.25, "sgld": 0.25}
 #: Largest condition number assumed when flooring lambda_min for BAOAB's friction.
 MAX_CONDITION = 1e4
+#: BAOAB's default damping ratio: friction = 2 * DAMPING * sqrt(lambda_min).
+DAMPING = 0.3
 PRECONDITIONERS = ("diag", "dense", "none")
 
 
@@ -319,6 +326,7 @@ def warmup(
     safety: float | None = None,
     num_lanczos: int = 20,
     curvature_chains: int = 8,
+    damping: float = DAMPING,
     target_accept: float = 0.574,
     noise: str = "gaussian",
     batch=None,
@@ -331,6 +339,8 @@ def warmup(
       num_steps: warm-up transitions per chain, split into ``num_windows`` doubling windows.
       preconditioner: ``"diag"``, ``"dense"`` (flat positions only) or ``"none"``.
       safety: fraction of the stability limit (default ``WARMUP_SAMPLERS[sampler]``).
+      damping: BAOAB's damping ratio of the slowest mode (> 0; 1 is critical damping):
+        ``friction = 2 damping sqrt(lambda_min)``.
       num_lanczos: Lanczos steps (Hessian-vector products) per curvature measurement,
         taken at ``min(num_chains, curvature_chains)`` chains.
       batch: a fixed mini-batch forwarded to ``grad_H`` (SGLD's curvature), or None.
@@ -356,6 +366,9 @@ def warmup(
     if not 0.0 < float(safety) < 1.0:
         raise ValueError(f"`safety` must be in (0, 1) (a fraction of the stability limit); "
                          f"got {safety!r}.")
+    if not float(damping) > 0.0:
+        raise ValueError(f"`damping` must be > 0 (a damping ratio, 1 critical); "
+                         f"got {damping!r}.")
     if not 0.0 < target_accept < 1.0:
         raise ValueError(f"`target_accept` must be in (0, 1); got {target_accept!r}.")
     lengths = jnp.asarray(_window_lengths(num_steps, num_windows), jnp.int32)
@@ -373,7 +386,7 @@ def warmup(
 
     def settings(lo, hi, shrink=1.0):
         h = stable_step(kind, hi, safety * shrink)
-        friction = 2.0 * jnp.sqrt(jnp.maximum(lo, hi / MAX_CONDITION))
+        friction = 2.0 * damping * jnp.sqrt(jnp.maximum(lo, hi / MAX_CONDITION))
         return h, friction
 
     p = (identity(position) if not dense else

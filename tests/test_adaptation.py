@@ -56,7 +56,8 @@ def test_tuned_step_against_the_stability_limit(sampler):
     """No preconditioner on a Gaussian: the curvature is the precision's spectrum, so the
     step is ``safety`` times the known limit (2/sqrt(lambda_max) BAOAB, 2/lambda_max ULA);
     Ritz values underestimate lambda_max only slightly. MALA's dual-averaged step is
-    stable, and BAOAB's friction critically damps the slowest mode ``2 sqrt(lambda_min)``."""
+    stable, and BAOAB's friction damps the slowest mode at ratio ``DAMPING``:
+    ``2 DAMPING sqrt(lambda_min)``."""
     case, x, target = _gaussian(20, 50.0)
     lam = np.linalg.eigvalsh(case.A)
     run = jax.jit(lambda k: ad.warmup(sampler, target, x, k, num_steps=200, num_chains=4,
@@ -72,7 +73,8 @@ def test_tuned_step_against_the_stability_limit(sampler):
                                    ad.WARMUP_SAMPLERS[sampler] * limit, rtol=1e-3)
     if sampler == "baoab":
         np.testing.assert_allclose(rec.lambda_min, lam[0], rtol=1e-2)
-        np.testing.assert_allclose(float(params.friction), 2 * np.sqrt(lam[0]), rtol=1e-2)
+        np.testing.assert_allclose(float(params.friction), 2 * ad.DAMPING * np.sqrt(lam[0]),
+                                   rtol=1e-2)
     assert int(rec.num_hvps) == 5 * 4 * 20  # 1 + 4 measurements x 4 chains x 20 steps
     assert int(rec.num_grads) == 200 * 4 + (4 * 4 if sampler != "ula" else 0)
     assert int(rec.num_unstable.sum()) == 0
@@ -136,6 +138,8 @@ def test_bad_arguments_name_themselves():
         ad.warmup("baoab", target, x, key, num_steps=3)
     with pytest.raises(ValueError, match="flat 1-D"):
         ad.warmup("baoab", target, {"a": x}, key, preconditioner="dense")
+    with pytest.raises(ValueError, match="`damping`"):
+        ad.warmup("baoab", target, x, key, damping=0.0)
 
 
 # --------------------------------------------------------------------------- adaptive inner loop
