@@ -17,8 +17,6 @@ Usage: ``python benchmarks/adaptation.py [--quick]``.
 
 from __future__ import annotations
 
-import argparse
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,7 +24,7 @@ import pandas as pd
 
 import lesample as le
 from lesample import adaptation, diagnostics
-from lesample.timing import best_time, wall_time
+from lesample.timing import benchmark_args, best_time, print_table, wall_time
 from studies.samplers.peers import NUM_WARMUP
 
 
@@ -103,16 +101,11 @@ def adaptation_table(num_draws=10_000, nuts_draws=1_000, chain_counts=(4, 64),
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer draws")
-    args = parser.parse_args()
-    pd.set_option("display.width", 250)
-    print(f"devices: {jax.devices()}")
+    args = benchmark_args(__doc__)
     table = adaptation_table(num_draws=2_000 if args.quick else 10_000,
                              nuts_draws=250 if args.quick else 1_000,
                              chain_counts=(64,) if args.quick else (4, 64))
-    print("\n== Self-tuned BAOAB vs NumPyro NUTS, Gaussian rho (d=100, cond 100), same run ==")
-    print(table.to_string(index=False, float_format="%.4g"))
+    print_table("Self-tuned BAOAB vs NumPyro NUTS, Gaussian rho (d=100, cond 100), same run", table)
 
 
 if __name__ == "__main__":

@@ -20,10 +20,12 @@ that load from other processes hits all alike, in the reverse order every other 
 minimum over rounds is reported (``ratio`` is the ratio of minima), and ``ratio_median`` is
 the median over rounds of the ratio measured within each round, with a distribution-free
 95% interval (``ratio_lo``, ``ratio_hi``: order statistics of the rounds' ratios, binomial
-coverage of the median >= 95%; none below 6 rounds). Within a round each variant runs once
-untimed, then once timed: training runs one step after another, so its state is as warm in
-the caches as it can be, whereas a step timed right after another variant measured up to 5%
-slower (its 7.5 MB arrays evicted), by order alone.
+coverage of the median >= 95%; none below 6 rounds; ``lesample.timing.median_interval``).
+``ratio_cpu`` is the median over rounds of the ratio of process CPU times (all threads): on
+a machine shared with other processes it moves far less than the wall-clock ratios. Within a
+round each variant runs once untimed, then once timed: training runs one step after another,
+so its state is as warm in the caches as it can be, whereas a step timed right after another
+variant measured up to 5% slower (its 7.5 MB arrays evicted), by order alone.
 
 Anchors measured on this CPU: the reference PyTorch implementation takes 496 ms per
 Entropy-SGD step of mnistfc (1.56x its own 20 SGD steps); a plain JAX port 353 ms (1.72x).
@@ -40,7 +42,6 @@ Usage: ``python benchmarks/entropy_step.py [--rounds N] [--models mnistfc,lenet,
 from __future__ import annotations
 
 import argparse
-import math
 
 import jax
 import jax.numpy as jnp
@@ -49,7 +50,7 @@ import pandas as pd
 from flax import nnx
 
 from lesample.nets import MODELS, functional
-from lesample.timing import wall_time
+from lesample.timing import median_interval, timed
 from lesample.train import make_optimizer, make_step
 
 REFERENCE_MS = 496.0  # reference PyTorch Entropy-SGD step, mnistfc, this CPU
@@ -57,17 +58,6 @@ TARGET_FRACTION = 0.45
 L, BATCH, NUM_TRAIN = 20, 128, 60_000
 #: Input image shape (H, W, C) of each model's data set (random data of that shape is timed).
 IMAGE_SHAPES = {"mnistfc": (28, 28, 1), "lenet": (28, 28, 1), "allcnn": (32, 32, 3)}
-
-
-def median_interval(x, level: float = 0.95) -> tuple[float, float]:
-    """Distribution-free interval for the median of ``x``: the order statistics ``k`` and
-    ``n + 1 - k`` for the largest ``k`` with ``P(Binomial(n, 1/2) < k) <= (1 - level) / 2``;
-    NaNs when no ``k >= 1`` qualifies (fewer than 6 values at 95%)."""
-    x = np.sort(np.asarray(x, float))
-    n = len(x)
-    cdf = np.cumsum([math.comb(n, i) for i in range(n + 1)]) / 2.0**n
-    k = int(np.searchsorted(cdf, (1 - level) / 2, side="right"))
-    return (float(x[k - 1]), float(x[n - k])) if k >= 1 else (math.nan, math.nan)
 
 
 def bench_model(name: str, rounds: int, unrolled: bool = False) -> list[dict]:
@@ -121,16 +111,19 @@ def bench_model(name: str, rounds: int, unrolled: bool = False) -> list[dict]:
                "sgd_loop": runner("sgd", "gaussian"), "grads": gradients_only}
     runners |= {(noise, u): runner("entropy_sgd", noise, True if u else 1)
                 for noise, u in variants}
-    times = {k: [] for k in runners}
+    times, cpu = {k: [] for k in runners}, {k: [] for k in runners}
     for r in range(rounds):
         for k, run in list(runners.items())[::1 if r % 2 == 0 else -1]:
             jax.block_until_ready(run())  # warm, as after the previous step of training
-            times[k].append(wall_time(run))
+            wall, seconds = timed(run)
+            times[k].append(wall)
+            cpu[k].append(seconds)
     sgd_calls, sgd_loop = min(times["sgd_calls"]), min(times["sgd_loop"])
     grads = min(times["grads"])
     sgd = min(sgd_calls, sgd_loop)
     rows = []
     per_round_sgd = np.minimum(times["sgd_calls"], times["sgd_loop"])
+    per_round_sgd_cpu = np.minimum(cpu["sgd_calls"], cpu["sgd_loop"])
     for noise, u in variants:
         t = min(times[noise, u])
         # Load from other processes drifts over minutes: the ratio within each round is
@@ -144,6 +137,7 @@ def bench_model(name: str, rounds: int, unrolled: bool = False) -> list[dict]:
                          ratio_median=float(np.median(ratios)), ratio_lo=ratio_lo,
                          ratio_hi=ratio_hi,
                          ratio_vs_loop=t / sgd_loop, ratio_target_met=t / sgd <= 1.05,
+                         ratio_cpu=float(np.median(np.asarray(cpu[noise, u]) / per_round_sgd_cpu)),
                          images_per_s=L * BATCH / t))
         if name == "mnistfc":  # the reference's time is mnistfc's
             rows[-1] |= dict(vs_reference=1e3 * t / REFERENCE_MS,

@@ -1,16 +1,19 @@
-"""Standardised noise for Langevin steps, drawn leaf by leaf over a pytree.
+"""Standardised noise for Langevin steps, shaped like a pytree.
 
 Two kinds, both with mean 0 and identity covariance:
 
 - ``"gaussian"``: exact ``N(0, I)`` draws (``jax.random.normal``).
-- ``"rademacher"``: i.i.d. signs ``±1``, unpacked 32 to a random 32-bit word. Its first three
+- ``"rademacher"``: i.i.d. signs ``±1``, unpacked 32 to a random 32-bit word: one draw of
+  ``sum_leaf ceil(size / 32)`` words from the key (``lesample.threefry.random_words``) serves
+  the whole pytree, leaf after leaf, and sign ``k`` of a leaf (flattened) is ``+1`` or ``-1``
+  as bit ``k mod 32`` of its word ``k // 32`` is 1 or 0. The bits are independent and fair,
+  so the signs have mean 0 and identity covariance exactly (in law). Their first three
   moments equal the Gaussian's (0, 1, 0), which is what a weak-order-1 scheme such as
-  Euler–Maruyama needs; its fourth is 1 instead of 3. On a Gaussian target the Langevin
+  Euler–Maruyama needs; their fourth is 1 instead of 3. On a Gaussian target the Langevin
   recursions are linear, so their stationary mean and covariance depend on the noise only
   through its covariance and are the same as with Gaussian noise (tests check ULA's biased
-  covariance and BAOAB's exact one with it). Its words come from
-  ``lesample.threefry.random_words``. On the CPU a draw of signs costs a small fraction of
-  an exact Gaussian draw, which costs about half an mnistfc gradient
+  covariance and BAOAB's exact one with it). On the CPU a draw of signs costs a small
+  fraction of an exact Gaussian draw, which costs about half an mnistfc gradient
   (``benchmarks/kernels.py`` measures both in a Langevin step).
 
 The Gaussian draws are ``jax.random.normal``'s numbers, bit for bit, from a threefry key
@@ -25,6 +28,7 @@ Metropolis-adjusted kernels (MALA) need the Gaussian proposal density and accept
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -46,14 +50,21 @@ def check_noise(noise: str) -> str:
     return check_choice("noise", noise, NOISE_KINDS)
 
 
-def _signs(key: jax.Array, shape, dtype) -> jax.Array:
-    size = 1
-    for s in shape:
-        size *= s
-    words = random_words(key, -(-size // 32))
-    signs = (words[:, None] >> jnp.arange(32, dtype=jnp.uint32)) & jnp.uint32(1)
-    flat = signs.reshape(-1)[:size].astype(dtype)
-    return (2 * flat - 1).reshape(shape)
+def _signs(key: jax.Array, leaves: list) -> list:
+    # One draw of words for the whole pytree, leaf after leaf: one Threefry loop whatever the
+    # number of leaves, and small leaves' words are stored with the rest instead of being
+    # fused into their consumer, which would recompute each word for each of its 32 signs
+    # (random_words fuses draws of fewer than _STORE_FROM calls).
+    sizes = [math.prod(jnp.shape(u)) for u in leaves]
+    counts = [-(-n // 32) for n in sizes]
+    words = random_words(key, sum(counts))
+    out, start = [], 0
+    for u, n, c in zip(leaves, sizes, counts, strict=True):
+        bits = (words[start:start + c, None] >> jnp.arange(32, dtype=jnp.uint32)) & jnp.uint32(1)
+        start += c
+        dtype = jnp.result_type(u, jnp.float32)
+        out.append((2 * bits.reshape(-1)[:n].astype(dtype) - 1).reshape(jnp.shape(u)))
+    return out
 
 
 def _normal(key: jax.Array, shape, dtype) -> jax.Array:
@@ -63,16 +74,16 @@ def _normal(key: jax.Array, shape, dtype) -> jax.Array:
 
 def noise_like(key: jax.Array, params: PyTree, noise: str = "gaussian") -> PyTree:
     """Standardised noise (mean 0, identity covariance) with the structure, shapes and float
-    dtypes of ``params``: ``noise="gaussian"`` draws ``N(0, I)``, ``"rademacher"`` draws
-    i.i.d. signs ``±1`` (see the module docstring). Each leaf gets its own key, split from
-    ``key``."""
+    dtypes of ``params``: ``noise="gaussian"`` draws ``N(0, I)`` (each leaf with its own key,
+    split from ``key``), ``"rademacher"`` draws i.i.d. signs ``±1`` (all leaves from the
+    words of ``key``, leaf after leaf; see the module docstring)."""
     leaves, treedef = jax.tree_util.tree_flatten(params)
-    keys = jax.random.split(key, len(leaves))
-    draw = _normal if noise == "gaussian" else _signs
-    out = [
-        draw(k, jnp.shape(u), jnp.result_type(u, jnp.float32))
-        for k, u in zip(keys, leaves, strict=True)
-    ]
+    if noise == "gaussian":
+        keys = jax.random.split(key, len(leaves))
+        out = [_normal(k, jnp.shape(u), jnp.result_type(u, jnp.float32))
+               for k, u in zip(keys, leaves, strict=True)]
+    else:
+        out = _signs(key, leaves)
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
