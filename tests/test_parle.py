@@ -243,3 +243,53 @@ def test_fit_counts_the_gradients_of_all_replicas():
     shapes = [np.shape(u) for u in jax.tree_util.tree_leaves(result.params)]
     x0 = jax.tree_util.tree_leaves(result.model.params)
     assert shapes == [np.shape(u) for u in x0]
+
+
+def _history(algos, epochs, seeds=1, replicas=1):
+    """Per-epoch rows of the deep-nets study for ``algos`` (errors fall with the epoch)."""
+    import pandas as pd
+
+    return pd.DataFrame([
+        dict(model="mnistfc", algo=a, seed=s, epoch=e, replicas=replicas, outer_steps=10 * e,
+             num_grads=100 * e, effective_epochs=float(e), train_loss=1.0 / e,
+             train_error=0.3 / e, val_loss=1.0 / e, val_error=0.3 / e + 0.01 * i,
+             train_seconds=2.0, eval_seconds=0.5, dataset="fashion-mnist", noise="rademacher")
+        for i, a in enumerate(algos) for s in range(seeds) for e in range(1, epochs + 1)])
+
+
+def test_deepnets_report_of_replica_algorithms_alone_and_merged(tmp_path):
+    """A run of Parle and Elastic-SGD alone (no SGD baseline) gets its report; merged into
+    a finished run of the others (``python -m studies.deepnets.report --add``), its cells
+    join the table, and while they are short of the budget the others' full-budget table
+    stays on the page."""
+    import pandas as pd
+
+    from studies.deepnets.report import main, merge_runs, write_report
+
+    settings = dict(epochs=4, batch_size=100, drop_every=2)
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    ours.mkdir()
+    theirs.mkdir()
+    replica = _history(["parle", "elastic_sgd"], epochs=2, replicas=3)
+    replica.to_csv(ours / "results.csv", index=False)
+    write_report(replica, pd.DataFrame(), ours, mode="full", settings=settings,
+                 dataset="fashion-mnist", num_train=1000)
+    assert "No SGD baseline in this run" in (ours / "report.html").read_text()
+    assert len(pd.read_csv(ours / "epochs_to_sgd.csv")) == 0
+
+    others = _history(["sgd", "entropy_sgd"], epochs=4, seeds=2).drop(columns="replicas")
+    stale = others[(others.algo == "sgd") & (others.seed == 0)].assign(algo="parle")
+    pd.concat([others, stale]).to_csv(theirs / "results.csv", index=False)
+    results, _ = merge_runs([theirs, ours])
+    assert sorted(results.groupby("algo").seed.nunique().items()) == [
+        ("elastic_sgd", 1), ("entropy_sgd", 2), ("parle", 1), ("sgd", 2)]
+    assert results[results.algo == "parle"].epoch.max() == 2  # ours replaced the stale cell
+    assert set(results.replicas) == {1, 3}
+
+    main([str(theirs), "--mode", "quick", "--add", str(ours)])
+    summary = pd.read_csv(theirs / "summary.csv")
+    assert set(summary.algo) == {"sgd", "entropy_sgd", "parle", "elastic_sgd"}
+    assert set(summary.effective_epochs) == {2.0}  # all compared at the epoch all reached
+    html = (theirs / "report.html").read_text()
+    assert "stopped before the budget" in html and "The cells that reached the budget" in html
+    assert "Parle" in html and "wall-clock" in html

@@ -76,6 +76,8 @@ class ReplicaState(NamedTuple):
       rng: ``(n, 2)`` raw keys, one per replica.
       diverged_at: as ``OptimState``'s: the round of the first non-finite update (any
         replica), -1 while none.
+      inner_steps: None (``OptimState``'s field, which the shared wrapper sets, is not
+        kept per replica: ``num_grads`` counts their work).
     """
 
     count: jax.Array
@@ -83,6 +85,7 @@ class ReplicaState(NamedTuple):
     momentum: PyTree
     rng: jax.Array
     diverged_at: jax.Array | None = None
+    inner_steps: jax.Array | None = None
 
 
 def replicate(params: PyTree, n: int) -> PyTree:

@@ -1,4 +1,10 @@
-"""The deep-network study's report: Table 1 layout, epochs to SGD's error, curves, run time."""
+"""The deep-network study's report: Table 1 layout, epochs to SGD's error, curves, run time.
+
+``python -m studies.deepnets.report DIR --mode full [--add RUN_DIR ...]`` rewrites DIR's
+report from its tidy data (``results.csv``, ``bn.csv``), after merging in those of other
+runs of the study (cells run separately, e.g. one algorithm added later; a cell's rows in a
+later directory replace its rows in DIR).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from lesample.report import NO_INTERVAL, Report, decide, difference_interval, subplots
-from lesample.store import write_csv
+from lesample.store import read_csv, write_csv
 
 ALGO_ORDER = ["entropy_sgd", "heat", "hj", "sgd", "parle", "elastic_sgd"]  # Table 1's, then ours
 LABEL = {"entropy_sgd": "Entropy-SGD", "heat": "HEAT", "hj": "HJ", "sgd": "SGD",
@@ -65,7 +71,8 @@ def epochs_to_sgd(df: pd.DataFrame, final: pd.DataFrame) -> pd.DataFrame:
         hit = g[g.val_error <= sgd[model] + 1e-12]
         rows.append(dict(model=model, algo=algo, seed=seed, sgd_final_error=100 * sgd[model],
                          epochs_to_sgd=hit.effective_epochs.min() if len(hit) else np.nan))
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["model", "algo", "seed", "sgd_final_error",
+                                       "epochs_to_sgd"])
 
 
 def epochs_summary(hits: pd.DataFrame) -> pd.DataFrame:
@@ -133,15 +140,16 @@ def claim_verdict(errors: pd.DataFrame, hits: pd.DataFrame, model: str, algo: st
 
 
 def findings(final, hits_summary, errors: pd.DataFrame, hits: pd.DataFrame) -> list[str]:
-    """Per model, Entropy-SGD's and HJ's final error and epochs to SGD's final error against
-    SGD's, with a verdict on the paper's claim only where the intervals resolve it."""
+    """Per model, Entropy-SGD's, HJ's, Parle's and Elastic-SGD's final error and epochs to
+    SGD's final error against SGD's, with a verdict on the paper's claim only where the
+    intervals resolve it."""
     lines = []
     for model in final.model.unique():
         f = final[final.model == model].set_index("algo")
         if "sgd" not in f.index:
             continue
         s = f.loc["sgd"]
-        for algo in ("entropy_sgd", "hj"):
+        for algo in ("entropy_sgd", "hj", "parle", "elastic_sgd"):
             if algo not in f.index:
                 continue
             a = f.loc[algo]
@@ -181,6 +189,21 @@ def curves(df: pd.DataFrame, model: str):
     return fig
 
 
+def wall_clock_curves(df: pd.DataFrame, model: str):
+    """Validation error against cumulative training seconds (mean over seeds)."""
+    fig, ax = subplots(1, 1, figsize=(6.5, 3.6))
+    for algo in [a for a in ALGO_ORDER if a in set(df.algo)]:
+        cell = df[(df.model == model) & (df.algo == algo)].sort_values("epoch")
+        cell = cell.assign(minutes=cell.groupby("seed").train_seconds.cumsum() / 60)
+        g = cell.groupby("epoch")
+        ax.plot(g.minutes.mean(), 100 * g.val_error.mean(), marker="o", ms=3,
+                label=LABEL[algo])
+    ax.set(xlabel="training wall-clock (min, cumulative)", ylabel="validation error (%)",
+           title=f"{model}: validation error against wall-clock time")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside right center", frameon=False)
+    return fig
+
+
 def write_report(results: pd.DataFrame, bn: pd.DataFrame, out_dir: Path, *, mode: str,
                  settings: dict, dataset: str, num_train: int, execution=None) -> Path:
     df = reached(results)
@@ -205,8 +228,9 @@ def write_report(results: pd.DataFrame, bn: pd.DataFrame, out_dir: Path, *, mode
             f"{settings['batch_size']}, budget {settings['epochs']} effective epochs "
             f"(learning rate / 5 every {settings['drop_every']}), {cells} cells "
             f"(model x algorithm x seed); {status}. Effective epochs = gradient evaluations "
-            "x batch / N (paper Remark 22). Settings of each algorithm: "
-            "`lesample/train/algorithms.py`. Validation error is measured on the 10,000 "
+            "x batch / N (paper Remark 22); for Parle and Elastic-SGD the gradients of all "
+            "replicas count (n replicas x L gradients per coupling round). Settings of each "
+            "algorithm: `lesample/train/algorithms.py`. Validation error is measured on the 10,000 "
             "test images, as in the paper. BatchNorm statistics are recomputed at x without "
             "dropout before each evaluation (`lesample/train/step.py`). Entropy-SGD's noise: "
             f"{', '.join(sorted(set(results.noise)))}. Training time spent: "
@@ -221,6 +245,12 @@ def write_report(results: pd.DataFrame, bn: pd.DataFrame, out_dir: Path, *, mode
     rep.add_table(table1(final).reset_index(), caption="Mean ± std over seeds of the final "
                   "validation error (the mean alone with one seed), at the effective epochs "
                   "reached.")
+    last = results.groupby(["model", "algo", "seed"]).epoch.transform("max")
+    done = results[last >= settings["epochs"]]
+    if not complete and len(done):
+        rep.add_table(table1(final_table(done)).reset_index(), caption="The cells that "
+                      f"reached the budget ({settings['epochs']} effective epochs), at the "
+                      "budget: the table above compares every cell at the epoch all reached.")
     rep.add_table(PAPER.rename(columns=LABEL).reset_index(),
                   caption="Paper Table 1 (MNIST, not Fashion-MNIST; 6 seeds, full budgets), "
                   "for the layout; the numbers are not comparable with Fashion-MNIST.")
@@ -232,6 +262,17 @@ def write_report(results: pd.DataFrame, bn: pd.DataFrame, out_dir: Path, *, mode
     for model in df.model.unique():
         rep.add_figure(curves(df, model), caption=f"{model}: mean over seeds against "
                        "effective epochs, shaded ± std (no band with one seed).")
+    rep.add_heading("Wall-clock curves")
+    rep.add_text(
+        "Validation error against the cumulative training time of a cell (evaluation left "
+        "out; the first epoch of each call includes compilation). The cells ran on a shared "
+        "2-core machine under varying load from other jobs, several cells at once with one "
+        "thread each, and the algorithms' cells ran at different times: the time axis shows "
+        "what each run cost here, not the algorithms' relative speed. Replicas of Parle and "
+        "Elastic-SGD ran stacked on one device (one process per cell)."
+    )
+    for model in df.model.unique():
+        rep.add_figure(wall_clock_curves(df, model), caption=f"{model}: mean over seeds.")
     rep.add_heading("BatchNorm statistics")
     rep.add_text(
         "The engine never lets a training pass move BatchNorm's running averages (the inner "
@@ -256,3 +297,54 @@ def write_report(results: pd.DataFrame, bn: pd.DataFrame, out_dir: Path, *, mode
     if execution is not None:  # a lesample.executor.GridResult
         execution.add_to(rep)
     return rep.write(out_dir / "report.html")
+
+
+def merge_runs(dirs: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(results, bn)`` of several run directories; a cell's rows (model x algo x seed) in a
+    later directory replace those of an earlier one."""
+    results, bn = [], []
+    for d in dirs:
+        r = read_csv(Path(d) / "results.csv")
+        results.append(r)
+        if (Path(d) / "bn.csv").exists():
+            bn.append(read_csv(Path(d) / "bn.csv"))
+    cell = ["model", "algo", "seed"]
+
+    def last_wins(frames):
+        if not frames:
+            return pd.DataFrame()
+        df = pd.concat([f.assign(_run=i) for i, f in enumerate(frames)], ignore_index=True)
+        newest = df.groupby(cell)._run.transform("max")
+        return df[df._run == newest].drop(columns="_run").reset_index(drop=True)
+
+    out = last_wins(results)
+    if "replicas" in out:  # runs from before the replica algorithms have no such column
+        out["replicas"] = out.replicas.fillna(1).astype(int)
+    return out, last_wins(bn)
+
+
+def main(argv=None) -> None:
+    import argparse
+
+    from studies.deepnets import MODES
+
+    parser = argparse.ArgumentParser(prog="python -m studies.deepnets.report",
+                                     description="Rewrite a deepnets report from its tidy "
+                                     "data, merging in the cells of other runs.")
+    parser.add_argument("dir", type=Path, help="the report's directory (rewritten)")
+    parser.add_argument("--mode", choices=sorted(MODES), required=True)
+    parser.add_argument("--add", type=Path, nargs="*", default=[],
+                        help="run directories whose cells are merged in")
+    args = parser.parse_args(argv)
+    results, bn = merge_runs([args.dir, *args.add])
+    settings = MODES[args.mode]
+    write_csv(results, args.dir / "results.csv")
+    write_csv(bn, args.dir / "bn.csv")
+    first = results.iloc[0]  # N from effective epochs = num_grads x B / N
+    num_train = round(first.num_grads * settings["batch_size"] / first.effective_epochs)
+    print(write_report(results, bn, args.dir, mode=args.mode, settings=settings,
+                       dataset=", ".join(sorted(set(results.dataset))), num_train=num_train))
+
+
+if __name__ == "__main__":
+    main()
