@@ -5,7 +5,7 @@ Conventions (docs/conventions.md): ``gamma`` is the scope, ``beta`` the inverse 
 ``grad f_gamma(x) = (x - E_rho[y]) / gamma``.
 """
 
-from lesample import optim
+from lesample import adaptation, optim, stopping
 from lesample.estimators import (
     Estimator,
     ExponentialAverage,
@@ -66,6 +66,8 @@ __all__ = [
     "LastIterate",
     "chain_mean",
     "optim",
+    "adaptation",
+    "stopping",
 ]
 
 

@@ -50,7 +50,7 @@ def _check(name, value, low):
 
 def adaptive_mean(kernel: SamplingAlgorithm, x: PyTree, key: jax.Array, *, tol: float,
                   max_steps: int, chunk: int = 10, min_chunks: int = 4, num_chains: int = 1,
-                  batch_fn=None) -> AdaptiveMean:
+                  batch_fn=None, batches=None) -> AdaptiveMean:
     """Estimate ``E_rho[y]`` until its estimated relative error is below ``tol``.
 
     Args:
@@ -59,6 +59,9 @@ def adaptive_mean(kernel: SamplingAlgorithm, x: PyTree, key: jax.Array, *, tol: 
       max_steps: the largest ``L`` (a multiple of ``chunk``).
       batch_fn: for mini-batch kernels, ``batch_fn(key) -> batch``, called at every step
         (None: the kernel's gradient gets no batch).
+      batches: for mini-batch kernels, instead of ``batch_fn``: a pytree whose leaves have
+        leading axis ``max_steps``; step ``l`` gets entry ``l`` (every chain the same), as
+        ``run_chains``' ``batches`` (the optimisers' mini-batches or keys).
     """
     _check("chunk", chunk, 1)
     _check("min_chunks", min_chunks, 2)
@@ -68,28 +71,42 @@ def adaptive_mean(kernel: SamplingAlgorithm, x: PyTree, key: jax.Array, *, tol: 
         raise ValueError(f"`max_steps` ({max_steps}) must be a multiple of `chunk` ({chunk}).")
     if not tol > 0:
         raise ValueError(f"`tol` must be > 0 (a relative error); got {tol!r}.")
-    if batch_fn is not None and not kernel.minibatch:
-        raise TypeError(f"the {kernel.name!r} kernel is full-batch: pass `batch_fn=None`.")
+    if batch_fn is not None and batches is not None:
+        raise TypeError("pass `batch_fn` or `batches`, not both.")
+    if (batch_fn is not None or batches is not None) and not kernel.minibatch:
+        raise TypeError(f"the {kernel.name!r} kernel is full-batch: pass neither `batch_fn` "
+                        "nor `batches`.")
+    if batches is not None and {jnp.shape(u)[0] for u in jax.tree_util.tree_leaves(batches)} \
+            != {max_steps}:
+        raise ValueError(f"every leaf of `batches` needs leading axis max_steps={max_steps}.")
     max_chunks = max_steps // chunk
     flat_x, unravel = ravel_pytree(x)
 
-    def step(state, k):
+    def step(state, k, batch):
+        if batches is not None:
+            return kernel.step(k, state, batch)
         if batch_fn is None:
             return kernel.step(k, state)
         k_batch, k_step = jax.random.split(k)
         return kernel.step(k_step, state, batch_fn(k_batch))
 
-    def run_chunk(state, k):
-        def body(s, kk):
-            s, info = step(s, kk)
+    def run_chunk(state, k, chunk_batches):
+        def body(s, inputs):
+            s, info = step(s, *inputs)
             return s, (ravel_pytree(s.position)[0], info.num_grads, info.diverged)
 
-        state, (ys, grads, div) = jax.lax.scan(body, state, jax.random.split(k, chunk))
+        state, (ys, grads, div) = jax.lax.scan(body, state,
+                                               (jax.random.split(k, chunk), chunk_batches))
         return state, ys.mean(0), grads.sum(), div.any()
 
     k_init, k_loop = jax.random.split(key)
     init_keys = jax.random.split(k_init, num_chains)
-    init_args = (lambda k: [batch_fn(k)]) if batch_fn is not None else (lambda k: [])
+    first = None if batches is None else jax.tree_util.tree_map(lambda u: u[0], batches)
+
+    def init_args(k):
+        if batches is not None:
+            return [first]
+        return [] if batch_fn is None else [batch_fn(k)]
     states = jax.vmap(lambda k: kernel.init(x, k, *init_args(k)))(init_keys)
     d = flat_x.size
 
@@ -109,7 +126,10 @@ def adaptive_mean(kernel: SamplingAlgorithm, x: PyTree, key: jax.Array, *, tol: 
     def body(c):
         n, states, s1, s2, grads, div, k = c
         k, k_chunk = jax.random.split(k)
-        states, means, g, dv = jax.vmap(run_chunk)(states, jax.random.split(k_chunk, num_chains))
+        chunk_batches = None if batches is None else jax.tree_util.tree_map(
+            lambda u: jax.lax.dynamic_slice_in_dim(u, n * chunk, chunk), batches)
+        states, means, g, dv = jax.vmap(run_chunk, in_axes=(0, 0, None))(
+            states, jax.random.split(k_chunk, num_chains), chunk_batches)
         return (n + 1, states, s1 + means.sum(0), s2 + (means**2).sum(0), grads + g.sum(),
                 div | dv, k)
 

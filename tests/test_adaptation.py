@@ -252,3 +252,59 @@ def test_entropy_sgd_gamma_auto_uses_the_curvature_rule():
         le.optim.entropy_sgd(0.1, 1.0, auto_scope={})
     with pytest.raises(ValueError, match="margin"):
         le.optim.entropy_sgd(0.1, "auto", auto_scope=dict(margin=-1.0))
+
+
+def test_entropy_sgd_with_a_tolerance_stops_its_inner_loop():
+    """entropy_sgd(tolerance=...) on a quadratic f: BAOAB (exact on Gaussians) stops when
+    the batch-means error of <y> is below tol |x - <y>|, so the gradient (x - <y>)/gamma is
+    within 4 tol of the closed form; state.inner_steps holds the L spent (a multiple of
+    chunk, below the maximum), num_grads the gradients; a fixed L adds L per update."""
+    case, _, _ = _gaussian(5, 10.0, seed=2)
+    x = jnp.asarray(case.c + 1.0, jnp.float32)
+    grad_f = jax.grad(case.loss)
+    lam = np.linalg.eigvalsh(case.A)
+    options = dict(num_steps=4000, step_size=float(1 / np.sqrt(lam[-1])), beta=1.0,
+                   sampler="baoab", num_chains=4, momentum=0.0,
+                   sampler_options=dict(friction=float(2 * np.sqrt(lam[0]))))
+    tol = 0.05
+    opt = le.optim.entropy_sgd(1.0, 1.0, tolerance=tol, chunk=50, **options)
+    updates, state = opt.update(None, opt.init(x), x, grad_fn=lambda y, k: grad_f(y),
+                                key=jax.random.key(0))
+    truth = np.asarray(x) - case.mean(np.asarray(x))  # gamma (x - E[y]) / gamma, eta = 1
+    err = np.linalg.norm(-np.asarray(updates) - truth) / np.linalg.norm(truth)
+    assert err <= 4 * tol
+    steps = int(state.inner_steps)
+    assert 200 <= steps < 4000 and steps % 50 == 0
+    assert int(state.num_grads) == 4 * steps + 4  # BAOAB's initial gradient per chain
+    fixed = le.optim.entropy_sgd(1.0, 1.0, **(options | dict(num_steps=40)))
+    _, s = fixed.update(None, fixed.init(x), x, grad_fn=lambda y, k: grad_f(y),
+                        key=jax.random.key(0))
+    assert int(s.inner_steps) == 40
+    with pytest.raises(ValueError, match="`tolerance`"):
+        le.optim.entropy_sgd(1.0, 1.0, tolerance=0.0)
+    with pytest.raises(ValueError, match="multiple of `chunk`"):
+        le.optim.entropy_sgd(1.0, 1.0, tolerance=0.1, num_steps=20, chunk=6)
+    with pytest.raises(ValueError, match="burn_in=0"):
+        le.optim.entropy_sgd(1.0, 1.0, tolerance=0.1, num_steps=40, burn_in=5)
+
+
+def test_hj_gamma_auto_uses_the_curvature_rule():
+    """hj(gamma="auto") on f with lambda_min(Q) = -2 runs hj(gamma=1/(2 (1 + margin)))'s
+    update with the same keys, and counts its Lanczos HVPs as two gradients each."""
+    rng = np.random.default_rng(1)
+    rot, _ = np.linalg.qr(rng.standard_normal((4, 4)))
+    Q = jnp.asarray((rot * np.array([-2.0, 1.0, 2.0, 4.0])) @ rot.T, jnp.float32)
+    grad_fn = jax.grad(lambda y, b: 0.5 * y @ Q @ y)
+    x = jnp.ones(4)
+    key = jax.random.key(3)
+    for form in ("rho", "rho2"):
+        auto = le.optim.hj(0.1, "auto", auto_scope=dict(gamma_max=10.0, margin=0.5),
+                           step_size=0.01, form=form, momentum=0.0)
+        fixed = le.optim.hj(0.1, 1 / 3, step_size=0.01, form=form, momentum=0.0)
+        u_auto, s_auto = auto.update(None, auto.init(x), x, grad_fn=grad_fn, key=key)
+        u_fixed, s_fixed = fixed.update(None, fixed.init(x), x, grad_fn=grad_fn, key=key)
+        np.testing.assert_allclose(u_auto, u_fixed, rtol=1e-4, atol=1e-6)
+        assert int(s_auto.num_grads) == int(s_fixed.num_grads) + 2 * 4
+        assert int(s_auto.inner_steps) == int(s_fixed.inner_steps) == 5
+    with pytest.raises(ValueError, match="coupling"):
+        le.optim.hj(0.1, "auto", coupling=1.0)

@@ -43,6 +43,9 @@ class OptimState(NamedTuple):
         finite (a NaN/inf gradient, or a schedule value that is negative: see
         :func:`evaluate`), -1 while every update was finite. Set by the transformation's
         ``update`` (``impl`` functions leave it None); ``lesample.train`` raises on it.
+      inner_steps: inner steps per chain spent by all updates so far (int32): ``L`` per
+        update, or what an adaptive inner loop spent (``entropy_sgd(tolerance=...)``); one
+        per update for SGD. Set by ``update`` where ``impl`` leaves it None.
     """
 
     count: jax.Array
@@ -50,6 +53,7 @@ class OptimState(NamedTuple):
     momentum: PyTree
     rng: jax.Array
     diverged_at: jax.Array | None = None
+    inner_steps: jax.Array | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,7 +154,8 @@ def step_inputs(key, batches, rng, length: int):
 def init_state(params, momentum: float, seed: int) -> OptimState:
     buf = tree.zeros_like(params) if momentum > 0 else None
     return OptimState(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), buf,
-                      jax.random.PRNGKey(seed), jnp.full((), -1, jnp.int32))
+                      jax.random.PRNGKey(seed), jnp.full((), -1, jnp.int32),
+                      jnp.zeros((), jnp.int32))
 
 
 def outer_step(g, state: OptimState, eta, momentum: float, nesterov: bool):
@@ -204,7 +209,11 @@ def transformation(name: str, impl, *, momentum: float, seed: int, num_inputs: i
     def flagged(state, params, grads, key, batches, *, grad_fn, loss_fn):
         updates, new = impl(state, params, grads, key, batches, grad_fn=grad_fn,
                             loss_fn=loss_fn)
-        return updates, new._replace(diverged_at=flag_divergence(state, updates))
+        steps = new.inner_steps
+        if steps is None and state.inner_steps is not None:
+            steps = state.inner_steps + num_inputs
+        return updates, new._replace(diverged_at=flag_divergence(state, updates),
+                                     inner_steps=steps)
 
     jitted = jax.jit(flagged, static_argnames=("grad_fn", "loss_fn"))
 

@@ -50,6 +50,8 @@ def entropy_sgd(
     unroll: int | bool = 1,
     grad_fn=None,
     auto_scope: dict | None = None,
+    tolerance: float | None = None,
+    chunk: int = 5,
 ) -> optax.GradientTransformationExtraArgs:
     """Entropy-SGD: descent on local entropy ``f_gamma`` with an MCMC inner loop (§7.1).
 
@@ -91,6 +93,11 @@ def entropy_sgd(
         (default) compiles fastest.
       grad_fn: the ``grad_fn`` of every update, given here instead of to ``update`` (then an
         unchanged ``optax.sgd`` training loop runs Entropy-SGD).
+      tolerance: None (default: ``L = num_steps`` every update), or an adaptive inner loop
+        (``lesample.stopping.adaptive_mean``, docs/adaptation.md): chunks of ``chunk`` steps
+        until the batch-means standard error of ``<y>`` is below ``tolerance`` times
+        ``|x - <y>|``, at least 4 chunks, at most ``num_steps``; ``<y>`` is then the uniform
+        mean of every step. ``state.inner_steps`` adds the ``L`` spent.
 
     ``update(updates, state, params, *, grad_fn, key=None, batches=None, loss_fn=None)``:
     ``updates`` (the incoming gradient) is ignored; ``grad_fn(params, key_or_batch)``
@@ -110,7 +117,8 @@ def entropy_sgd(
     seed = check_int("seed", seed, low=0)
     inner = InnerLoop(sampler=sampler, num_steps=num_steps, step_size=step_size, beta=beta,
                       noise=noise, alpha=alpha, estimator=estimator, num_chains=num_chains,
-                      burn_in=burn_in, sampler_options=sampler_options, unroll=unroll)
+                      burn_in=burn_in, sampler_options=sampler_options, unroll=unroll,
+                      tolerance=tolerance, chunk=chunk)
 
     def impl(state, params, grads, key, batches, *, grad_fn, loss_fn):
         del grads
@@ -121,12 +129,19 @@ def entropy_sgd(
             first = jax.tree_util.tree_map(lambda u: u[0], grad_inputs) if grad_fn else None
             gamma_n, hvps = auto.gamma(grad_fn or jax.grad(loss_fn), params, first,
                                        jax.random.fold_in(noise_key, 1))
-        mean, n = inner.mean(params, gamma_n, grad_inputs, noise_key, grad_fn=grad_fn,
-                             loss_fn=loss_fn)
+        if inner.tolerance is None:
+            mean, n = inner.mean(params, gamma_n, grad_inputs, noise_key, grad_fn=grad_fn,
+                                 loss_fn=loss_fn)
+            steps = None  # the wrapper adds num_steps
+        else:
+            mean, n, spent = inner.stopped_mean(params, gamma_n, grad_inputs, noise_key,
+                                                grad_fn=grad_fn, loss_fn=loss_fn)
+            steps = state.inner_steps + spent
         g = jax.tree_util.tree_map(lambda u, m: (u - m) / gamma_n, params, mean)
         eta = gamma_n if lr is None else evaluate(lr, state.count)
         updates, m = outer_step(g, state, eta, momentum, nesterov)
-        return updates, OptimState(state.count + 1, state.num_grads + n + 2 * hvps, m, rng)
+        return updates, OptimState(state.count + 1, state.num_grads + n + 2 * hvps, m, rng,
+                                   inner_steps=steps)
 
     return transformation("entropy_sgd", impl, momentum=momentum, seed=seed,
                           num_inputs=inner.num_steps, grad_fn=grad_fn,

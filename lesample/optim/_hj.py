@@ -25,6 +25,7 @@ import optax
 from lesample import tree
 from lesample.checks import check_int, check_positive, check_schedule, check_scope
 from lesample.estimators import LastIterate
+from lesample.optim._auto_scope import resolve_auto
 from lesample.optim._base import (
     OptimState,
     check_momentum,
@@ -54,13 +55,17 @@ def hj(
     seed: int = 0,
     unroll: int | bool = 1,
     grad_fn=None,
+    auto_scope: dict | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     """HJ: local-entropy descent with a noise-free inner loop, last iterate (§7.2).
 
     Args:
       learning_rate: the outer step ``eta`` (float or schedule); None (default) is
         ``eta = gamma``, the proximal step ``x <- y_L`` (form "rho", momentum 0).
-      gamma: the scope > 0, float or schedule; or ``coupling = 1/gamma``, never both.
+      gamma: the scope > 0, float or schedule; or ``"auto"`` (Remark 6, as
+        ``entropy_sgd``'s: from the mini-batch loss's most negative curvature at ``x`` at
+        every update, options ``auto_scope``, HVPs counted as two gradients each); or
+        ``coupling = 1/gamma``, never both.
       num_steps: ``L`` (default 5), gradient evaluations per update.
       step_size: the inner step ``h`` (stable below ``2 / (lambda_max(f'') + 1/gamma)``).
       form: "rho" (default; eq. 32-33) or "rho2" (eq. 34); see the module docstring.
@@ -78,7 +83,8 @@ def hj(
     """
     if form not in FORMS:
         raise ValueError(f"`form` must be one of {FORMS}; got {form!r}.")
-    gamma_s = check_scope(gamma, coupling, schedules=True)
+    auto = resolve_auto(gamma, coupling, auto_scope)
+    gamma_s = None if auto else check_scope(gamma, coupling, schedules=True)
     lr = check_schedule("learning_rate", learning_rate, allow_none=True)
     momentum = check_momentum(momentum)
     seed = check_int("seed", seed, low=0)
@@ -106,8 +112,12 @@ def hj(
 
     def impl(state, params, grads, key, batches, *, grad_fn, loss_fn):
         del grads, loss_fn
-        gamma_n = evaluate(gamma_s, state.count)
         grad_inputs, noise_key, rng = step_inputs(key, batches, state.rng, num_steps)
+        if auto is None:
+            gamma_n, hvps = evaluate(gamma_s, state.count), 0
+        else:
+            first = jax.tree_util.tree_map(lambda u: u[0], grad_inputs)
+            gamma_n, hvps = auto.gamma(grad_fn, params, first, jax.random.fold_in(noise_key, 1))
         if form == "rho":
             mean, _ = inner.mean(params, gamma_n, grad_inputs, noise_key, grad_fn=grad_fn)
             g = jax.tree_util.tree_map(lambda u, m: (u - m) / gamma_n, params, mean)
@@ -115,7 +125,7 @@ def hj(
             g = rho2_gradient(params, gamma_n, grad_inputs, grad_fn)
         eta = gamma_n if lr is None else evaluate(lr, state.count)
         updates, m = outer_step(g, state, eta, momentum, nesterov)
-        n = state.num_grads + jnp.asarray(num_steps, jnp.int32)
+        n = state.num_grads + jnp.asarray(num_steps, jnp.int32) + 2 * hvps
         return updates, OptimState(state.count + 1, n, m, rng)
 
     return transformation("hj", impl, momentum=momentum, seed=seed, num_inputs=num_steps,

@@ -17,6 +17,7 @@ from lesample.estimators import ExponentialAverage, get_estimator
 from lesample.inner import DEFAULT_ESTIMATORS, check_sampler, estimate_mean
 from lesample.noise import check_noise
 from lesample.samplers import build_sampler
+from lesample.stopping import adaptive_mean
 from lesample.target import LocalEntropyTarget, local_entropy_target
 
 PyTree = Any
@@ -30,8 +31,10 @@ class InnerLoop:
     """
 
     def __init__(self, *, sampler, num_steps, step_size, beta, noise, alpha, estimator,
-                 num_chains, burn_in, sampler_options, unroll=1):
+                 num_chains, burn_in, sampler_options, unroll=1, tolerance=None, chunk=5):
         self.num_steps = check_int("num_steps", num_steps)
+        self.tolerance, self.chunk = _check_stopping(tolerance, chunk, num_steps, burn_in,
+                                                     estimator)
         self.num_chains = check_int("num_chains", num_chains)
         self.burn_in = check_int("burn_in", burn_in, low=0)
         self.unroll = check_unroll(unroll)
@@ -88,3 +91,33 @@ class InnerLoop:
         )
         n = out.num_grads + self.num_chains * self.init_grads
         return out.mean, jnp.asarray(n, jnp.int32)
+
+    def stopped_mean(self, x, gamma, grad_inputs, noise_key, *, grad_fn=None, loss_fn=None):
+        """``(<y>, num_grads, L)`` of ``lesample.stopping.adaptive_mean``: chunks of
+        ``chunk`` steps until the batch-means error of ``<y>`` is below ``tolerance`` of
+        ``|x - <y>|``, at most ``num_steps``; ``L`` is the number of steps it spent."""
+        target = self.target(x, gamma, grad_fn, loss_fn)
+        kernel = build_sampler(self.kernel, target, self.step_size, **self.options)
+        out = adaptive_mean(kernel, x, noise_key, tol=self.tolerance, max_steps=self.num_steps,
+                            chunk=self.chunk, num_chains=self.num_chains,
+                            batches=grad_inputs if self.minibatch else None)
+        n = out.num_grads + self.num_chains * self.init_grads
+        mean = jax.tree_util.tree_map(lambda m, u: m.astype(u.dtype), out.mean, x)
+        return mean, jnp.asarray(n, jnp.int32), out.num_steps
+
+
+def _check_stopping(tolerance, chunk, num_steps, burn_in, estimator):
+    """``(tolerance, chunk)`` of an adaptive inner loop (``tolerance`` None: a fixed ``L``)."""
+    if tolerance is None:
+        return None, None
+    if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or not tolerance > 0:
+        raise ValueError(f"`tolerance` must be a number > 0 (the relative error of <y>) or "
+                         f"None; got {tolerance!r}.")
+    chunk = check_int("chunk", chunk)
+    if num_steps % chunk or num_steps < 4 * chunk:
+        raise ValueError(f"with `tolerance`, `num_steps` (the largest L, {num_steps}) must be "
+                         f"a multiple of `chunk` ({chunk}) and at least 4 chunks.")
+    if burn_in or estimator not in (None, "uniform"):
+        raise ValueError("with `tolerance`, <y> is the uniform mean of every step (batch "
+                         "means): pass `burn_in=0` and `estimator=None`.")
+    return float(tolerance), chunk

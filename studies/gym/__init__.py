@@ -23,9 +23,10 @@ def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None,
     from studies.gym.report import summarise, write_report
     from studies.gym.targets import GYM_TARGETS
 
-    # Sampler-major order: an interrupted run has every target for the first samplers.
+    # Seed-major order: an interrupted run has every sampler on every target for its first
+    # seeds.
     cells = [dict(target=t, sampler=s, seed=seed, mode=mode, version=2)
-             for s in SAMPLERS for t in GYM_TARGETS for seed in range(seeds or 1)]
+             for seed in range(seeds or 1) for s in SAMPLERS for t in GYM_TARGETS]
     grid_run = run_grid(out_dir / "cells", cells, run_cell, executor=executor,
                         progress=progress, desc="gym")
     results = grid_run.results

@@ -95,7 +95,9 @@ def headline(verdicts: dict[str, list[str]]) -> list[str]:
 
 
 def write_report(results: pd.DataFrame, out_dir: Path, *, mode: str, settings: dict,
-                 execution=None) -> Path:
+                 execution=None, planned: int | None = None) -> Path:
+    """The report page; ``planned``: the cells the run was to have, when it was stopped
+    before all finished (the page then says how many did)."""
     table = summarise(results)
     targets = list(dict.fromkeys(results.target))
     verdicts, lines = {}, []
@@ -122,10 +124,16 @@ def write_report(results: pd.DataFrame, out_dir: Path, *, mode: str, settings: d
             "smallest bulk ESS over coordinates; `total` counts the warm-up (an HVP as two "
             "gradients); `vs_nuts` is ESS per gradient with warm-up over NumPyro NUTS's. "
             "Seconds exclude compilation. See docs/adaptation.md."),
-        details={"mode": mode, "cells": len(results), "seeds": results.seed.nunique(),
-                 **{k: v for k, v in settings.items()}},
+        details={"mode": mode, "cells": len(results) if planned is None else
+                 f"{len(results)} of {planned} planned", "seeds": results.seed.nunique(),
+                 **settings},
         headlines=headline(verdicts),
     )
+    if planned is not None and planned > len(results):
+        rep.add_text(f"The run was stopped with {len(results)} of its {planned} cells finished "
+                     "(seed-major order: the first seeds' cells first); a missing (target, "
+                     "sampler) pair is absent from its table, and a finding without the NUTS "
+                     "run it needs says so.")
     rep.add_findings(lines, title="Self-tuned BAOAB against NumPyro NUTS")
     if flagged:
         rep.add_findings(flagged, title="Other runs whose figures are unusable")
