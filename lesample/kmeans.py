@@ -24,7 +24,11 @@ Methods (one outer step each; docs/kmeans.md gives the derivations):
   gamma_k grad f_mb(y)`` from ``y = x`` for ``num_steps`` steps, each on its own
   mini-batch; the uniform mean of the trajectory is carried over, ``x <- x - lr (x -
   <y>)`` (``lr = 1``: ``x <- <y>``). This is the local-entropy inner loop run noise-free
-  with the inner step equal to the scope (``step_size = gamma_k``).
+  with the inner step equal to the scope (``step_size = gamma_k``). For centre ``i`` the map
+  has rate ``gamma_k c_i`` (``c_i = K n_i / B``, its curvature on the batch); each centre's
+  scope is capped at ``max_rate / c_i``, so that no centre's iterates grow faster than
+  ``max_rate`` per step, and a centre that owns no point of a fresh batch after the step
+  takes the batch point farthest from its nearest centre, as in Lloyd.
 - ``"heat"``: Gaussian smoothing of scope ``gamma_k``: ``g = mean_l grad f_mb(x + e_l)``
   over ``num_steps`` copies ``e_l ~ N(0, gamma_k I)``, each on its own mini-batch, and each
   centre takes ``lr`` times its Newton step (``g`` over its curvature, the summed count of
@@ -95,6 +99,7 @@ class KMeansHyper(NamedTuple):
     learning_rate: float = 1.0  # outer step, x <- x - lr (x - <y>)
     step_size: float = 0.5  # entropy-sgd: inner step as a fraction of 1 / (1 + 1/gamma_k)
     beta: float = 1e3  # entropy-sgd: inverse temperature
+    max_rate: float = math.inf  # sbe: cap of each centre's fixed-point rate gamma_k K p_i
     tol: float = 1e-6  # Lloyd stops when the squared shift is at most tol
 
 
@@ -126,20 +131,14 @@ def lloyd(centers, X, tol, max_steps):
     """Lloyd iterations until the squared shift of the centres is at most ``tol`` (or
     ``max_steps``). A centre that owns no point takes the point farthest from its centre
     (the r-th empty centre the r-th farthest point, which leaves its old cluster), as
-    scikit-learn does. Returns
-    ``(centers, steps)``."""
+    scikit-learn does. Returns ``(centers, steps)``."""
     K = centers.shape[0]
 
     def step(state):
         C, _, n = state
         d = _sqdist(X, C)
         labels = d.argmin(1)
-        empty = jnp.bincount(labels, length=K) == 0
-        farthest = jax.lax.top_k(jnp.take_along_axis(d, labels[:, None], 1)[:, 0],
-                                 min(K, X.shape[0]))[1]
-        rank = jnp.clip(jnp.cumsum(empty) - 1, 0, farthest.shape[0] - 1)
-        moved = jnp.where(empty, farthest[rank], X.shape[0])  # N: no move (dropped)
-        labels = labels.at[moved].set(jnp.arange(K), mode="drop")
+        labels = labels.at[_farthest_for_empty(d, labels)].set(jnp.arange(K), mode="drop")
         onehot = jax.nn.one_hot(labels, K, dtype=X.dtype)
         counts, sums = onehot.sum(0), onehot.T @ X
         new = jnp.where(counts[:, None] > 0, sums / jnp.maximum(counts, 1.0)[:, None], C)
@@ -150,6 +149,26 @@ def lloyd(centers, X, tol, max_steps):
 
     C, _, n = jax.lax.while_loop(go_on, step, (centers, jnp.inf, 0))
     return C, n
+
+
+def _farthest_for_empty(d, labels):
+    """Per centre, the point it takes if it owns none: the r-th empty centre takes the r-th
+    farthest point from its nearest centre (as scikit-learn does); N (no point) for the
+    others. ``d`` (N, K) squared distances, ``labels`` (N,) nearest centres."""
+    N, K = d.shape
+    empty = jnp.bincount(labels, length=K) == 0
+    farthest = jax.lax.top_k(jnp.take_along_axis(d, labels[:, None], 1)[:, 0], min(K, N))[1]
+    rank = jnp.clip(jnp.cumsum(empty) - 1, 0, farthest.shape[0] - 1)
+    return jnp.where(empty, farthest[rank], N)
+
+
+def _reseed_empty(centers, X):
+    """Centres that own no point of ``X`` (B, d) move to the points of ``X`` farthest from
+    their nearest centres (:func:`_farthest_for_empty`)."""
+    d = _sqdist(X, centers)
+    moved = _farthest_for_empty(d, d.argmin(1))
+    return jnp.where((moved < X.shape[0])[:, None], X[jnp.minimum(moved, X.shape[0] - 1)],
+                     centers)
 
 
 def _kmeans_pp(key, X, n_clusters):
@@ -189,10 +208,18 @@ def _outer_step(method, sampler, noise, alpha, X, hp, batch_size, num_steps):
 
     def local_entropy(x, key, g):
         # H(y) = f(y) + |y - x|^2 / (2 g), f = (K/2) J: the shared inner loop estimates <y>.
-        scale = x.shape[0] / 2.0
+        K = x.shape[0]
 
         def grad_H(y, batch):
-            return scale * kmeans_grad(y, batch) + (y - x) / g
+            # grad_i f = c_i (y_i - m_i), c_i = K n_i / B the centre's curvature on the batch;
+            # SBE scales it by g_i / g, g_i = min(g, max_rate / c_i): the per-centre scope
+            # under which the map y_i <- x_i - g_i grad_i f(y) has rate g_i c_i <= max_rate.
+            counts, sums = _assign_stats(y, batch)
+            curv = (K / batch.shape[0]) * counts
+            grad_f = curv[:, None] * y - (K / batch.shape[0]) * sums
+            if method == "sbe":
+                grad_f = grad_f * jnp.minimum(1.0, hp.max_rate / (g * curv))[:, None]
+            return grad_f + (y - x) / g
 
         if method == "sbe":  # noise-free, step = scope: y <- y - g grad_H(y) = x - g grad f(y)
             kernel, estimator = hj(grad_H, g), TimeAverage()
@@ -203,8 +230,10 @@ def _outer_step(method, sampler, noise, alpha, X, hp, batch_size, num_steps):
                       "hj": lambda: hj(grad_H, h)}[sampler]()
             estimator = {"ula": ExponentialAverage(alpha), "baoab": TimeAverage(),
                          "hj": LastIterate()}[sampler]
-        mean = estimate_mean(kernel, estimator, x, key, num_steps, batches=draw).mean
-        return x - hp.learning_rate * (x - mean)
+        k_inner, k_check = jax.random.split(key)
+        mean = estimate_mean(kernel, estimator, x, k_inner, num_steps, batches=draw).mean
+        new = x - hp.learning_rate * (x - mean)
+        return _reseed_empty(new, draw(k_check)) if method == "sbe" else new
 
     def heat(x, key, g):
         k_noise, k_batch = jax.random.split(key)
@@ -278,7 +307,7 @@ class LocalEntropyKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         ``"random"``: ``K`` distinct data points; ``"k-means++"``: greedy D^2 seeding with
         ``2 + floor(log K)`` candidates per centre (scikit-learn's); an array: the start of
         every run.
-    n_init : int, default=8
+    n_init : int, default=16
         Independent runs (each from its own start); the one with the lowest energy is kept.
     method : {"sbe", "heat", "entropy-sgd"}, default="sbe"
         The outer step (module docstring): stochastic backward Euler, HEAT (Gaussian
@@ -291,6 +320,10 @@ class LocalEntropyKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     scoping : float in [0, 1), default=0.05
         The scope at outer step ``k`` is ``gamma (1 - scoping)^k``, the schedule
         ``lesample.optim.scoping(gamma, scoping)``.
+    max_rate : float > 0 or inf, default=2.0
+        SBE: the cap of each centre's fixed-point rate ``gamma_k c_i`` (``c_i`` its curvature
+        on the batch, ``K`` times its share of the batch): its scope is at most ``max_rate /
+        c_i``. Below 1 every centre's map contracts; ``inf``: no cap.
     learning_rate : float in (0, 1], default=1.0
         Outer step ``x <- x - learning_rate (x - <y>)`` (1: the proximal step ``x <- <y>``;
         HEAT: the fraction of each centre's Newton step).
@@ -336,9 +369,9 @@ class LocalEntropyKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         Names of the features, when ``X`` has string column names.
     """
 
-    def __init__(self, n_clusters=8, *, init="random", n_init=8, method="sbe", num_steps=10,
-                 gamma=3.0, scoping=0.05, learning_rate=1.0, step_size=0.5, beta=1e3,
-                 alpha=0.75, sampler="ula", noise="gaussian", batch_size=500, max_iter=20,
+    def __init__(self, n_clusters=8, *, init="random", n_init=16, method="sbe", num_steps=10,
+                 gamma=3.0, scoping=0.05, max_rate=2.0, learning_rate=1.0, step_size=0.5,
+                 beta=1e3, alpha=0.75, sampler="ula", noise="gaussian", batch_size=500, max_iter=20,
                  tol=1e-6, random_state=None, L="deprecated", lr="deprecated",
                  lr_inner="deprecated"):
         self.n_clusters = n_clusters
@@ -348,6 +381,7 @@ class LocalEntropyKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self.num_steps = num_steps
         self.gamma = gamma
         self.scoping = scoping
+        self.max_rate = max_rate
         self.learning_rate = learning_rate
         self.step_size = step_size
         self.beta = beta
@@ -366,7 +400,7 @@ class LocalEntropyKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         """The parameters of a run under their current names (old names mapped, with a
         DeprecationWarning); ``init`` and ``random_state`` left out."""
         out = {name: getattr(self, name) for name in (
-            "n_clusters", "n_init", "method", "num_steps", "gamma", "scoping",
+            "n_clusters", "n_init", "method", "num_steps", "gamma", "scoping", "max_rate",
             "learning_rate", "step_size", "beta", "alpha", "sampler", "noise", "batch_size",
             "max_iter", "tol")}
         for old, new in RENAMED.items():
@@ -389,6 +423,7 @@ class LocalEntropyKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         s["scoping"] = check_fraction("scoping", s["scoping"])
         s["learning_rate"] = check_number("learning_rate", s["learning_rate"], gt=0, le=1)
         s["beta"] = check_positive("beta", s["beta"], allow_inf=True)
+        s["max_rate"] = check_positive("max_rate", s["max_rate"], allow_inf=True)
         s["alpha"] = check_fraction("alpha", s["alpha"])
         s["tol"] = check_number("tol", s["tol"], ge=0)
         check_choice("method", s["method"], METHODS)

@@ -123,13 +123,13 @@ def test_heat_step_at_zero_scope_is_lloyds_step(lr):
     np.testing.assert_allclose(C, C0 + lr * (points - C0), atol=1e-5)
 
 
-def _sbe(x, p, gamma, num_steps, lr=1.0):
+def _sbe(x, p, gamma, num_steps, lr=1.0, max_rate=np.inf):
     """One SBE outer step for one centre on data equal to the point ``p`` (K = 1: in reduced
-    units ``grad f(y) = y - p`` on every mini-batch)."""
+    units ``grad f(y) = y - p`` on every mini-batch, curvature 1)."""
     X = jnp.repeat(p[None], 20, axis=0)
-    return kmeans_descent(jax.random.key(0), X, x[None], KMeansHyper(gamma=gamma,
-                          learning_rate=lr), method="sbe", batch_size=10,
-                          num_steps=num_steps, max_iter=1)[0]
+    return kmeans_descent(jax.random.key(0), X, x[None], KMeansHyper(
+        gamma=gamma, learning_rate=lr, max_rate=max_rate), method="sbe", batch_size=10,
+        num_steps=num_steps, max_iter=1)[0]
 
 
 def test_sbe_iterates_the_implicit_step_and_carries_the_uniform_mean():
@@ -155,6 +155,27 @@ def test_sbe_solves_the_backward_euler_step():
     bound = float(jnp.linalg.norm(x - implicit)) / ((1 - g) * L)
     assert float(jnp.linalg.norm(_sbe(x, p, g, L) - implicit)) <= bound
     assert float(jnp.linalg.norm(_sbe(x, p, g, 4) - implicit)) > bound  # L matters
+
+
+def test_sbe_caps_each_centres_rate():
+    """``max_rate`` caps a centre's scope at ``max_rate`` over its curvature (1 here): at
+    scope 5 with the cap 0.5 the map is the one of scope 0.5, ``y <- x - 0.5 (y - p)``; a cap
+    above ``gamma`` times the curvature changes nothing."""
+    x, p = jnp.array([1.0, -2.0]), jnp.array([3.0, 0.5])
+    np.testing.assert_allclose(_sbe(x, p, 5.0, 7, max_rate=0.5), _sbe(x, p, 0.5, 7),
+                               rtol=1e-6)
+    np.testing.assert_array_equal(_sbe(x, p, 0.4, 7, max_rate=0.5), _sbe(x, p, 0.4, 7))
+
+
+def test_sbe_reseeds_a_centre_that_owns_no_point():
+    """A centre far from the data owns no point, so the fixed-point map leaves it where it
+    is; at the end of the outer step it takes the batch point farthest from its nearest
+    centre, as in Lloyd."""
+    X = jnp.repeat(jnp.array([[0.0, 0.0], [10.0, 0.0]]), 50, axis=0)
+    C = kmeans_descent(jax.random.key(0), X, jnp.array([[0.0, 0.0], [-100.0, 0.0]]),
+                       KMeansHyper(gamma=1e-6), method="sbe", batch_size=30, num_steps=3,
+                       max_iter=1)
+    np.testing.assert_allclose(C, [[0.0, 0.0], [10.0, 0.0]], atol=1e-4)
 
 
 def test_n_init_keeps_the_best_run():

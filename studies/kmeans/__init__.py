@@ -114,7 +114,7 @@ def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None,
     refs = ref_run.results
     cells = [dict(kind="trials", instance=i, instance_seed=0, method=m, label=label(m),
                   trials=trials if i in INSTANCES else min(trials, LARGE_TRIALS),
-                  hyper=settings(m) if m["algo"] == "ours" else {}, version=3)
+                  hyper=settings(m) if m["algo"] == "ours" else {}, version=4)
              for i in instances for m in methods(mode, i)]
     grid_run = run_grid(out_dir / "cells", cells, run_cell, executor=executor,
                         progress=progress, desc="kmeans")
