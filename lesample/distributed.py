@@ -38,7 +38,7 @@ from lesample.checks import check_int, check_positive
 
 PyTree = Any
 
-__all__ = ["AXIS", "gather", "initialize", "replica_mesh", "shard"]
+__all__ = ["AXIS", "gather", "initialize", "replica_mesh", "replicated", "shard"]
 
 #: The mesh axis of the replicas.
 AXIS = "replica"
@@ -121,6 +121,18 @@ def shard(tree: PyTree, mesh: Mesh, n: int) -> PyTree:
         spec = P(axis) if host.ndim and host.shape[0] == n else P()
         return jax.make_array_from_callback(host.shape, NamedSharding(mesh, spec),
                                             lambda index: host[index])
+
+    return jax.tree_util.tree_map(place, tree)
+
+
+def replicated(tree: PyTree, mesh: Mesh) -> PyTree:
+    """Global arrays of ``tree`` (the same values on every process), whole on every device of
+    ``mesh``: inputs that every replica reads (data, row indices, keys)."""
+    sharding = NamedSharding(mesh, P())
+
+    def place(u):
+        host = np.asarray(u)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
     return jax.tree_util.tree_map(place, tree)
 

@@ -135,3 +135,57 @@ def test_a_missing_process_is_an_error_within_the_timeout():
         assert p.returncode != 0
         assert expected in err, err[-3000:]
         assert time.monotonic() - t0 < 60
+
+
+FIT = """
+    import hashlib, json, sys
+    import jax
+    import numpy as np
+    from lesample import distributed
+    if len(sys.argv) > 1:
+        distributed.initialize(sys.argv[1], 2, int(sys.argv[2]), timeout_s=60)
+    from lesample.data import load_dataset
+    from lesample.train import TrainConfig, fit
+    data = load_dataset("digits", limit=256)
+    config = TrainConfig(model="mnistfc", algo="elastic-sgd", replicas=2, epochs=2,
+                         batch_size=32, eval_rows=128)
+    result = fit(config, data, checkpoint=sys.argv[-1], until=1)
+    result = fit(config, data, checkpoint=sys.argv[-1])  # resumes from epoch 1
+    history = result.history.drop(columns=["train_seconds", "eval_seconds"])
+    digest = [hashlib.sha256(np.asarray(u).tobytes()).hexdigest()
+              for u in jax.tree_util.tree_leaves(result.params)]
+    print(json.dumps(dict(history=history.to_dict("records"), params=digest,
+                          processes=jax.process_count(), devices=jax.device_count())))
+"""
+
+
+@pytest.mark.slow
+def test_fit_on_two_processes_gives_the_numbers_of_one_process(tmp_path):
+    """``lesample.train.fit`` of Elastic-SGD (n = 2) on two jax.distributed processes with one
+    CPU device each, stopped after one epoch and resumed from process 0's checkpoint,
+    against one process with two devices: the same final parameters bit for bit (the same
+    mesh shape, so the same sums), the same history up to the order of evaluation sums."""
+    port = _free_port()
+    env = _env(1)
+    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(FIT), f"127.0.0.1:{port}",
+                               str(i), str(tmp_path / "multi.npz")], env=env, cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    outs = [p.communicate(timeout=900) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    multi = [_last_json(out) for out, _ in outs]
+    single = _python(FIT.replace("sys.argv[-1]", repr(str(tmp_path / "single.npz"))), devices=2)
+    assert [(m.pop("processes"), m.pop("devices")) for m in multi] == [(2, 2), (2, 2)]
+    assert (single.pop("processes"), single.pop("devices")) == (1, 2)
+    assert multi[0] == multi[1]
+    assert multi[0]["params"] == single["params"]  # the same training, bit for bit
+    # Evaluation runs on a gathered copy of x here and on x as the mesh left it there: the
+    # losses may differ in the order of their 256-row float32 sums (256 U relative).
+    for m, s in zip(multi[0]["history"], single["history"], strict=True):
+        for name in ("epoch", "replicas", "outer_steps", "num_grads"):
+            assert m[name] == s[name]
+        for name in ("train_loss", "train_error", "val_loss", "val_error"):
+            np.testing.assert_allclose(m[name], s[name], rtol=256 * U, atol=0)
+    assert [row["num_grads"] for row in single["history"]] == [8, 16]  # 4 rounds x 2 each
+    assert (tmp_path / "multi.npz").exists()

@@ -40,10 +40,11 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from flax import nnx
+from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
 from lesample.data import Dataset
-from lesample.distributed import replica_mesh
+from lesample.distributed import gather, replica_mesh, replicated, shard
 from lesample.nets import MODELS, FunctionalModel, functional
 from lesample.noise import check_noise
 from lesample.optim import replica_mean, replicate
@@ -153,10 +154,14 @@ def num_replicas(config: TrainConfig) -> int | None:
     return spec.replicas if config.replicas is None else config.replicas
 
 
-def local_mesh(n: int | None):
-    """A mesh over the largest number of local devices dividing ``n`` (None: one device)."""
+def replica_devices(n: int | None):
+    """The replicas' mesh: with several processes (``lesample.distributed.initialize``) all
+    their devices, over which ``n`` must divide; otherwise the largest number of local
+    devices dividing ``n`` (None: one device)."""
     if n is None:
         return None
+    if jax.process_count() > 1:
+        return replica_mesh(n)
     d = max(k for k in range(1, jax.local_device_count() + 1) if n % k == 0)
     return None if d == 1 else replica_mesh(n, jax.local_devices()[:d])
 
@@ -200,10 +205,13 @@ def fit(config: TrainConfig, data: Dataset, *, checkpoint: str | os.PathLike | N
     batch_shape = (L, B) if replicas is None else (L, replicas, B)
     steps = steps_per_epoch(n, B, L * (replicas or 1))
     fm = functional(MODELS[config.model](rngs=nnx.Rngs(config.seed)))
+    mesh = replica_devices(replicas)
+    # several processes: the step's inputs are global arrays, everything else host copies
+    multi = mesh is not None and jax.process_count() > 1
     tx = make_optimizer(config.algo, steps_per_epoch=steps, epochs=config.epochs,
                         drop_every=config.drop_every, seed=config.seed, noise=config.noise,
                         lr=config.lr, gamma=config.gamma, unroll=config.unroll or 1,
-                        replicas=replicas, mesh=local_mesh(replicas))
+                        replicas=replicas, mesh=mesh)
     params = fm.params if replicas is None else replicate(fm.params, replicas)
     params = jax.tree_util.tree_map(jnp.copy, params)  # the step donates its input
     state = (params, tx.init(params))
@@ -217,15 +225,23 @@ def fit(config: TrainConfig, data: Dataset, *, checkpoint: str | os.PathLike | N
             raise ValueError(f"checkpoint {checkpoint} belongs to another run: "
                              f"{header['config']} (this run: {dataclasses.asdict(config)}).")
         start, history = header["epoch"], header["history"]
+    if multi:
+        state = shard(state, mesh, replicas)
 
-    data_dev = (jnp.asarray(data.train_images), jnp.asarray(data.train_labels))
+    def inputs(*arrays):
+        return replicated(arrays, mesh) if multi else tuple(map(jnp.asarray, arrays))
+
+    data_dev = inputs(data.train_images, data.train_labels)
     rows = eval_subset(config.seed, n, config.eval_rows)
     train_chunks = chunked(data.train_images[rows], data.train_labels[rows], config.eval_chunk)
     test_chunks = chunked(data.test_images, data.test_labels, config.eval_chunk)
     step, evaluate = make_step(fm, tx), make_evaluate(fm)
     recal = jax.jit(lambda p: recalibrate(fm, p, train_chunks))
-    reference = jax.jit(lambda p: p if replicas is None else
-                        jax.tree_util.tree_map(lambda u: u[0], replica_mean(p)))
+    mean = jax.jit(lambda p: p if replicas is None else
+                   jax.tree_util.tree_map(lambda u: u[0], replica_mean(p)))
+
+    def reference(p):
+        return jax.tree_util.tree_map(jnp.asarray, gather(mean(p))) if multi else mean(p)
     dropout_key = jax.random.PRNGKey(config.seed)
 
     bar = tqdm(total=config.epochs * steps, initial=start * steps, disable=not progress,
@@ -242,8 +258,8 @@ def fit(config: TrainConfig, data: Dataset, *, checkpoint: str | os.PathLike | N
         idx = epoch_indices(config.seed, epoch, n, (steps, *batch_shape))
         keys = np.asarray(step_keys(dropout_key, epoch * steps + np.arange(steps)))
         for s in range(0, steps, per_call):
-            params, opt_state = step(params, opt_state, data_dev, idx[s:s + per_call],
-                                     keys[s:s + per_call])
+            params, opt_state = step(params, opt_state, data_dev,
+                                     *inputs(idx[s:s + per_call], keys[s:s + per_call]))
             bar.update(min(per_call, steps - s))
         jax.block_until_ready(params)
         _raise_if_diverged(opt_state, config, epoch)
@@ -252,7 +268,7 @@ def fit(config: TrainConfig, data: Dataset, *, checkpoint: str | os.PathLike | N
         stats = recal(x)
         train_loss, train_error = evaluate(x, stats, train_chunks)
         val_loss, val_error = evaluate(x, stats, test_chunks)
-        num_grads = int(np.sum(opt_state.num_grads))
+        num_grads = int(np.sum(gather(opt_state.num_grads)))
         history.append(dict(
             model=config.model, algo=config.algo, seed=config.seed, epoch=epoch + 1,
             replicas=replicas or 1,
@@ -263,8 +279,13 @@ def fit(config: TrainConfig, data: Dataset, *, checkpoint: str | os.PathLike | N
             train_seconds=t1 - t0, eval_seconds=time.perf_counter() - t1,
         ))
         bar.set_postfix(loss=f"{float(train_loss):.4f}", val_err=f"{100 * float(val_error):.2f}%")
-        if checkpoint is not None:
+        if checkpoint is not None and not multi:
             save_checkpoint(checkpoint, (params, opt_state), _header(config, epoch + 1, history))
+        elif checkpoint is not None:  # every process gathers; process 0 writes
+            whole = gather((params, opt_state))
+            if jax.process_index() == 0:
+                save_checkpoint(checkpoint, whole, _header(config, epoch + 1, history))
+            multihost_utils.sync_global_devices("lesample checkpoint")  # then all may resume
     bar.close()
     x = reference(params)
     return TrainResult(x, recal(x), pd.DataFrame(history), fm,
