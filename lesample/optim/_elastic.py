@@ -195,8 +195,12 @@ def replica_transformation(name: str, local: Callable, *, eta: Callable, rho, mo
         rep = P(axis_name)
         state_spec = ReplicaState(P(), rep, None if state.momentum is None else rep, rep)
         specs = (state_spec, rep, rep, rep, P(None, axis_name))
-        return jax.shard_map(run, mesh=mesh, in_specs=specs,
-                             out_specs=(rep, state_spec))(state, params, grads, keys, batches)
+        # check_vma=False: loops inside a replica's update (samplers, Threefry draws) start
+        # from carries that are the same on every device while their bodies make them
+        # per-replica; JAX's varying-axis typing would reject that. The one collective is
+        # the psum of replica_mean, and count is computed alike on every device.
+        return jax.shard_map(run, mesh=mesh, in_specs=specs, out_specs=(rep, state_spec),
+                             check_vma=False)(state, params, grads, keys, batches)
 
     def init(params):
         n = num_replicas(params)
