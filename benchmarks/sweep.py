@@ -6,8 +6,11 @@ Each variant runs in a fresh Python process (nothing compiled in its memory) int
 store, and its time covers starting the workers, running every cell and saving the results
 (not the interpreter's own start). All variants share one on-disk JAX compilation cache,
 which an untimed serial run fills first, so no variant pays for compiling that another does
-not. The variants then run in turn, ``--rounds`` times, and each round's ratios (pool time
-over serial time) are printed with their medians. The numeric columns of every variant's
+not (every program is kept, however short its compilation, as the command line does). The
+variants then run in turn, ``--rounds`` times, and each round's ratios (pool time over
+serial time) are printed with their medians, with each run's CPU time over its wall time
+(the cores it kept busy on average: a serial run whose XLA and BLAS already use several
+cores leaves a pool less to gain). The numeric columns of every variant's
 results are compared with the serial run's (all but the timing columns ``seconds`` and
 ``ess_per_second``): a cell's result must not depend on where it ran.
 
@@ -31,21 +34,29 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lesample.executor import CACHE_MIN_COMPILE_SECONDS
+
 TIMING_COLUMNS = ("seconds", "ess_per_second")
 
 #: One variant, run as a child process: prints its wall time as JSON on the last line.
 CHILD = textwrap.dedent("""
-    import json, sys, time
+    import json, os, sys, time
     from lesample.executor import CellExecutor, run_grid
     from studies.samplers.cells import run_cell
-    kind, workers, store, cells = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-    cells = json.loads(open(cells).read())
-    start = time.perf_counter()
-    with CellExecutor(kind, workers) as ex:
-        grid = run_grid(store, cells, run_cell, executor=ex, progress=False)
-    seconds = time.perf_counter() - start
-    grid.results.to_csv(store + ".csv", index=False)
-    print(json.dumps(dict(seconds=seconds, failed=len(grid.failed))))
+
+    def cpu():  # this process and its finished children (the workers, once stopped)
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    if __name__ == "__main__":  # spawned workers import this module
+        kind, workers, store, cells = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+        cells = json.loads(open(cells).read())
+        start, cpu0 = time.perf_counter(), cpu()
+        with CellExecutor(kind, workers) as ex:
+            grid = run_grid(store, cells, run_cell, executor=ex, progress=False)
+        seconds, cpu_seconds = time.perf_counter() - start, cpu() - cpu0
+        grid.results.to_csv(store + ".csv", index=False)
+        print(json.dumps(dict(seconds=seconds, cpu=cpu_seconds, failed=len(grid.failed))))
 """)
 
 
@@ -63,15 +74,19 @@ def quick_cells(n: int) -> list[dict]:
     return cells[::step][:n]
 
 
-def run_variant(kind: str, workers: int, cells_file: Path, store: Path, env: dict) -> float:
-    out = subprocess.run([sys.executable, "-c", CHILD, kind, str(workers), str(store),
+def run_variant(kind: str, workers: int, cells_file: Path, store: Path, env: dict
+                ) -> tuple[float, float]:
+    """``(wall seconds, CPU seconds)`` of one variant, in a fresh process."""
+    script = cells_file.with_name("child.py")
+    script.write_text(CHILD)
+    out = subprocess.run([sys.executable, str(script), kind, str(workers), str(store),
                           str(cells_file)], env=env, capture_output=True, text=True)
     if out.returncode:
         raise RuntimeError(f"{kind} run failed:\n{out.stderr[-3000:]}")
     result = json.loads(out.stdout.strip().splitlines()[-1])
     if result["failed"]:
         raise RuntimeError(f"{kind} run: {result['failed']} cells failed")
-    return result["seconds"]
+    return result["seconds"], result["cpu"]
 
 
 def max_difference(a: pd.DataFrame, b: pd.DataFrame) -> float:
@@ -96,20 +111,23 @@ def main() -> None:
         cells = quick_cells(args.cells)
         cells_file = tmp / "cells.json"
         cells_file.write_text(json.dumps(cells))
-        env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(tmp / "jax-cache"))
+        env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(tmp / "jax-cache"),
+                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=str(CACHE_MIN_COMPILE_SECONDS))
         print(f"grid: {len(cells)} cells of `lesample study samplers --quick` (no NUTS); "
               f"{os.cpu_count()} cores; load average before: "
               f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
-        warm = run_variant("serial", 1, cells_file, tmp / "warm", env)
+        warm, _ = run_variant("serial", 1, cells_file, tmp / "warm", env)
         print(f"untimed serial run filling the compilation cache: {warm:.1f} s", flush=True)
         rows = []
         for r in range(args.rounds):
-            times = {}
+            times, busy = {}, {}
             for kind in kinds:
                 workers = 1 if kind == "serial" else args.workers
-                times[kind] = run_variant(kind, workers, cells_file, tmp / f"{kind}{r}", env)
+                wall, cpu = run_variant(kind, workers, cells_file, tmp / f"{kind}{r}", env)
+                times[kind], busy[kind] = wall, cpu / wall
             rows.append(times)
-            print(f"round {r + 1}: " + ", ".join(f"{k} {t:.1f} s" for k, t in times.items())
+            print(f"round {r + 1}: " + ", ".join(f"{k} {t:.1f} s ({busy[k]:.2f} cores busy)"
+                                                 for k, t in times.items())
                   + "; ratios: " + ", ".join(f"{k}/serial {times[k] / times['serial']:.2f}"
                                              for k in kinds[1:]), flush=True)
         serial = pd.read_csv(tmp / "serial0.csv")

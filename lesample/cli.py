@@ -204,14 +204,17 @@ def _use_agg() -> None:
 
 
 def _use_compile_cache() -> None:
-    # Compiled programs persist on disk, so cells, rounds and resumed runs that build the
-    # same program load it instead of compiling it again (an unrolled LeNet step: ~50 s).
-    # JAX_COMPILATION_CACHE_DIR chooses another place.
+    # Compiled programs persist on disk, so cells, rounds, workers and resumed runs that
+    # build the same program load it instead of compiling it again (an unrolled LeNet step:
+    # ~50 s), small programs included. JAX_COMPILATION_CACHE_DIR chooses another place.
     import jax
+
+    from lesample.executor import CACHE_MIN_COMPILE_SECONDS
 
     if jax.config.jax_compilation_cache_dir is None:
         base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
         jax.config.update("jax_compilation_cache_dir", str(base / "lesample" / "jax"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", CACHE_MIN_COMPILE_SECONDS)
 
 
 def _make_executor(args: argparse.Namespace):

@@ -4,18 +4,25 @@ a Dask cluster, with ``concurrent.futures`` semantics throughout.
 - ``serial``: one cell after the other in this process (for debugging; what the library does
   when no executor is given).
 - ``process`` (the command line's default): a pool of ``workers`` processes started with
-  ``spawn`` (JAX is not fork-safe). Each worker gets its share of the cores: the thread
-  variables of XLA and of the BLAS/OpenMP libraries are set in its environment before it
-  starts, so before it imports JAX; all workers share the on-disk JAX compilation cache.
+  ``spawn`` (JAX is not fork-safe). Each worker gets its share of the cores: it starts
+  pinned to them (``sched_setaffinity``; XLA sizes its thread pools by them) with the
+  BLAS/OpenMP thread variables in its environment, so before it imports NumPy or JAX. All
+  processes share the on-disk JAX compilation cache, small programs included (the workers
+  keep this process's ``XLA_FLAGS``, which are part of the cache's keys).
 - ``dask``: Dask distributed (``pip install lesample[dask]``): a ``LocalCluster`` of
-  ``workers`` single-threaded worker processes, or the running cluster at ``scheduler``
+  ``workers`` single-threaded worker processes, pinned as the pool's, or the running
+  cluster at ``scheduler``
   (``tcp://HOST:PORT``, as dask-jobqueue or Kubernetes deployments give).
 
 :func:`run_grid` runs the cells of a :class:`lesample.store.CellStore` that are not finished
 yet. The parent process is the only writer: each finished cell is saved (atomically, by the
 store) the moment its result comes back, so a killed parent loses only the cells in flight
 and a rerun resumes. A cell function must be pure and seeded by the cell (its result may not
-depend on the worker or the order), and importable by name (workers unpickle it).
+depend on the worker or the order), and importable by name (workers unpickle it). Every
+cell runs with one BLAS/LAPACK and OpenMP thread (:data:`CELL_THREADS`), on every executor:
+OpenBLAS splits some of LAPACK's reductions by thread, so the thread count would otherwise
+change a cell's last bits (the serial executor sets the same limit in this process while
+it is open). XLA's thread count does not change results.
 
 Faults: a cell that raises is retried up to ``retries`` times, then recorded as failed with
 its error (:attr:`GridResult.failed`) while the other cells go on. A process worker that dies
@@ -55,6 +62,15 @@ EXECUTORS = ("serial", "process", "dask")
 #: Retries of a failing cell by default (so three attempts in all).
 DEFAULT_RETRIES = 2
 
+#: Threads of the native pools (BLAS/LAPACK, OpenMP) while a cell runs, whatever the
+#: executor: the same in every process, so a cell's result does not depend on where it ran.
+CELL_THREADS = 1
+
+#: Compile time above which JAX keeps a program in its on-disk cache: every program, so that
+#: a worker loads what another process compiled (JAX's default, 1 s, skips small programs,
+#: which each worker would then compile again).
+CACHE_MIN_COMPILE_SECONDS = 0.0
+
 
 def available_cpus() -> int:
     """The cores this process may run on (its affinity mask where the OS has one)."""
@@ -63,22 +79,50 @@ def available_cpus() -> int:
     return os.cpu_count() or 1
 
 
-def worker_environment(threads: int) -> dict[str, str]:
-    """Environment variables that limit a worker to ``threads`` threads: BLAS/OpenMP pools,
-    and with one thread XLA:CPU's multi-threaded Eigen kernels off. They must be in the
+def worker_environment() -> dict[str, str]:
+    """Environment variables of a worker: BLAS/OpenMP pools at :data:`CELL_THREADS`, and
+    the compilation cache of this process with every program kept. They must be in the
     environment before the worker imports NumPy or JAX, so they are given at its start."""
-    env = {name: str(threads) for name in (
+    env = {name: str(CELL_THREADS) for name in (
         "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "BLIS_NUM_THREADS",
         "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")}
-    if threads == 1:
-        flags = os.environ.get("XLA_FLAGS", "")
-        if "xla_cpu_multi_thread_eigen" not in flags:
-            flags = f"{flags} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-        env["XLA_FLAGS"] = flags.strip()
     cache = _compilation_cache_dir()
     if cache:
         env["JAX_COMPILATION_CACHE_DIR"] = cache
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = str(CACHE_MIN_COMPILE_SECONDS)
     return env
+
+
+def worker_cores(index: int, threads: int) -> set[int] | None:
+    """The cores of worker ``index`` when each has ``threads``: consecutive blocks of this
+    process's cores, round robin past the last; None where the OS cannot pin."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    return {cpus[(index * threads + k) % len(cpus)] for k in range(threads)}
+
+
+@contextlib.contextmanager
+def _pinned(cores: set[int] | None) -> Iterator[None]:
+    # Affinity is per thread and inherited: a process started in the block gets ``cores``.
+    if cores is None:
+        yield
+        return
+    old = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cores)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, old)
+
+
+def _call(fn: Callable[[dict], Any], cell: dict) -> Any:
+    """``fn(cell)`` with the native thread pools at :data:`CELL_THREADS` (in the process
+    that runs it: a worker, or this one)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=CELL_THREADS):
+        return fn(cell)
 
 
 def _compilation_cache_dir() -> str | None:
@@ -106,13 +150,18 @@ def _environ(env: Mapping[str, str]) -> Iterator[None]:
 
 
 class _WorkerProcess(multiprocessing.context.SpawnProcess):
-    """A spawned process that starts with :data:`_WorkerProcess.env` in its environment
-    (set by the pool that starts it; the class is pickled by name, so it lives here)."""
+    """A spawned process that starts with :data:`_WorkerProcess.env` in its environment,
+    pinned to the cores of the ``started``-th worker with ``threads`` cores each (set by the
+    pool that starts it; the class is pickled by name, so it lives here)."""
 
     env: dict[str, str] = {}
+    threads = 1
+    started = 0
 
     def start(self):
-        with _environ(self.env):
+        cores = worker_cores(_WorkerProcess.started, self.threads)
+        _WorkerProcess.started += 1
+        with _environ(self.env), _pinned(cores):
             super().start()
 
 
@@ -165,6 +214,7 @@ class CellExecutor:
         self._pool: Executor | None = None
         self._client = None
         self._cluster = None
+        self._limits = None
         self.restarts = 0
 
     def __repr__(self) -> str:
@@ -172,6 +222,12 @@ class CellExecutor:
         return f"CellExecutor({self.kind!r}, workers={self.workers}{where})"
 
     def __enter__(self) -> CellExecutor:
+        if self.kind == "serial":
+            # Cells run here: whatever this process computes and caches for them (a study's
+            # targets, their truths) uses the workers' thread limits too.
+            from threadpoolctl import threadpool_limits
+
+            self._limits = threadpool_limits(limits=CELL_THREADS)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -191,7 +247,8 @@ class CellExecutor:
             return _SerialExecutor()
         threads = max(1, available_cpus() // self.workers)
         if self.kind == "process":
-            _WorkerProcess.env = worker_environment(threads)
+            _WorkerProcess.env, _WorkerProcess.threads = worker_environment(), threads
+            _WorkerProcess.started = 0
             return ProcessPoolExecutor(self.workers, mp_context=_WorkerContext(),
                                        initializer=_ignore_sigint)
         return self._start_dask(threads)
@@ -203,10 +260,23 @@ class CellExecutor:
             raise ImportError("the dask executor needs Dask distributed: "
                               "pip install 'lesample[dask]'") from exc
         if self.scheduler is None:
+            from distributed import WorkerPlugin
+
+            class Pin(WorkerPlugin):
+                """Pins a LocalCluster worker (named 0, 1, ...) as the pool's workers, every
+                thread of it, before it runs a cell (and so before XLA starts)."""
+
+                def setup(self, worker):
+                    cores = worker_cores(int(worker.name), threads)
+                    if cores is not None:
+                        for tid in os.listdir("/proc/self/task"):
+                            os.sched_setaffinity(int(tid), cores)
+
             self._cluster = LocalCluster(
                 n_workers=self.workers, threads_per_worker=1, processes=True,
-                dashboard_address=":0", env=worker_environment(threads))
+                dashboard_address=":0", env=worker_environment())
             self._client = Client(self._cluster)
+            self._client.register_plugin(Pin())
         else:
             self._client = Client(self.scheduler)
             self.workers = max(1, sum(w.get("nthreads", 1) for w in
@@ -231,6 +301,9 @@ class CellExecutor:
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
+        if self._limits is not None:
+            self._limits.restore_original_limits()
+            self._limits = None
 
 
 def _stop(pool: Executor, cancel: bool) -> None:
@@ -348,6 +421,7 @@ def run_grid(
     retries: int | None = None,
     progress: bool = True,
     desc: str = "cells",
+    at_once: int | None = None,
 ) -> GridResult:
     """Run ``fn`` on every cell not yet in ``store`` on ``executor`` (default: serially in
     this process); return a :class:`GridResult`.
@@ -358,9 +432,14 @@ def run_grid(
     times (default: the executor's), then recorded in ``failed`` (and in
     ``executor.failed``); the others go on.
     ``progress``: a bar on a terminal, one line per finished cell otherwise.
+    ``at_once``: at most that many cells in flight (default: the executor's workers); 1
+    runs each cell alone, for cells that time themselves.
     """
     executor = executor or CellExecutor("serial")
     retries = executor.retries if retries is None else _check_retries(retries)
+    if at_once is not None and (isinstance(at_once, bool) or not isinstance(at_once, int)
+                                or at_once < 1):
+        raise ValueError(f"at_once must be a positive int or None, got {at_once!r}")
     store = store if isinstance(store, CellStore) else CellStore(store)
     cells = [dict(c) for c in cells]
     keys = [cell_key(c) for c in cells]
@@ -374,7 +453,7 @@ def run_grid(
         bar.say(f"{desc}: resuming: {resumed} of {len(cells)} cells already done")
     failed_rows = []
     try:
-        failed_rows = _run(store, todo, fn, executor, retries, bar, desc)
+        failed_rows = _run(store, todo, fn, executor, retries, bar, desc, at_once)
     finally:
         bar.close()
     failed_keys = {cell_key(row["cell"]) for row in failed_rows}
@@ -384,13 +463,18 @@ def run_grid(
                            for row in failed_rows])
     for row in failed_rows:
         executor.failed.append((desc, _describe(row["cell"]), row["error"]))
-    return GridResult(results, failed, executor.workers, executor.kind, resumed)
+    return GridResult(results, failed, _limit(executor, at_once), executor.kind, resumed)
+
+
+def _limit(executor: CellExecutor, at_once: int | None) -> int:
+    # A remote Dask cluster's worker count is known once the client is connected.
+    return min(at_once or executor.workers, executor.workers)
 
 
 def _run(store: CellStore, todo: list[dict], fn, executor: CellExecutor, retries: int,
-         bar: _Progress, desc: str) -> list[dict]:
-    """Submit the cells, at most ``executor.workers`` in flight; save each result as it
-    comes; return the cells given up on (``cell``, ``attempts``, ``error``)."""
+         bar: _Progress, desc: str, at_once: int | None) -> list[dict]:
+    """Submit the cells, at most ``at_once`` in flight; save each result as it comes;
+    return the cells given up on (``cell``, ``attempts``, ``error``)."""
     queue = list(reversed(todo))  # pop() takes them in the order given
     attempts: dict[str, int] = {}
     in_flight: dict[Future, dict] = {}
@@ -398,7 +482,7 @@ def _run(store: CellStore, todo: list[dict], fn, executor: CellExecutor, retries
     done = 0
 
     def submit(cell):
-        in_flight[executor.pool.submit(fn, dict(cell))] = cell
+        in_flight[executor.pool.submit(_call, fn, dict(cell))] = cell
 
     def give_up_or_retry(cell, error: str):
         key = cell_key(cell)
@@ -413,7 +497,7 @@ def _run(store: CellStore, todo: list[dict], fn, executor: CellExecutor, retries
 
     try:
         while queue or in_flight:
-            while queue and len(in_flight) < executor.workers:
+            while queue and len(in_flight) < _limit(executor, at_once):
                 submit(queue.pop())
             bar.update(done, len(failed), len(in_flight))
             finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)

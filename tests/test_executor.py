@@ -20,15 +20,14 @@ from lesample.store import CellStore
 # Cell functions live at module level: process and Dask workers import them by name.
 
 
-def jax_cell(cell):
-    """A small seeded JAX computation, plus where it ran (not part of the comparison)."""
-    import jax
-    import jax.numpy as jnp
+def study_cell(cell):
+    """A cell of the sampler study less its timing columns, plus where it ran (not part of
+    the comparison). Its truth and W2 go through NumPy's LAPACK, whose last bits depend on
+    the BLAS thread count."""
+    from studies.samplers.cells import run_cell
 
-    x = jax.random.normal(jax.random.key(cell["seed"]), (8, 8))
-    return pd.DataFrame({"trace": [float(jnp.trace(x @ x.T))],
-                         "total": [float(jnp.sum(jnp.tanh(x)))],
-                         "pid": [os.getpid()]})
+    timings = ["seconds", "ess_per_second"]
+    return run_cell(cell).drop(columns=timings, errors="ignore").assign(pid=os.getpid())
 
 
 def flaky_cell(cell):
@@ -63,11 +62,14 @@ def logged_cell(cell):
     return pd.DataFrame({"value": [cell["seed"] ** 0.5]})
 
 
-GRID = [dict(seed=s) for s in range(6)]
+GRID = [dict(target=t, sampler=s, step_size=0.05, seed=seed, num_chains=8, budgets=[5, 20],
+            version=1)
+        for t in ("gauss-d100-k100-g10-b10000", "rugged-g2-b5") for s in ("ula", "hj")
+        for seed in range(2)]
 
 
 def numeric(df: pd.DataFrame) -> pd.DataFrame:
-    return df.drop(columns="pid").sort_values("seed").reset_index(drop=True)
+    return df.drop(columns="pid")
 
 
 @pytest.fixture(scope="module")
@@ -78,25 +80,34 @@ def pool():
 
 @pytest.fixture(scope="module")
 def serial_results(tmp_path_factory):
-    return run_grid(tmp_path_factory.mktemp("serial"), GRID, jax_cell, progress=False).results
+    from studies.samplers.targets import get_target
+
+    get_target.cache_clear()  # truths computed under the serial executor, as in a fresh CLI
+    with CellExecutor("serial") as ex:
+        got = run_grid(tmp_path_factory.mktemp("serial"), GRID, study_cell, executor=ex,
+                       progress=False)
+    assert set(got.results.pid) == {os.getpid()}
+    return got.results
 
 
 @pytest.mark.slow  # starts worker processes (each imports JAX)
 def test_process_pool_gives_the_serial_results(tmp_path, pool, serial_results):
-    got = run_grid(tmp_path, GRID, jax_cell, executor=pool, progress=False)
+    got = run_grid(tmp_path, GRID, study_cell, executor=pool, progress=False)
     assert got.failed.empty and got.concurrency == 2 and got.executor == "process"
     assert got.results.pid.nunique() >= 1 and os.getpid() not in set(got.results.pid)
-    pd.testing.assert_frame_equal(numeric(got.results), numeric(serial_results))
+    pd.testing.assert_frame_equal(numeric(got.results), numeric(serial_results),
+                                  check_exact=True)
 
 
 @pytest.mark.slow
 def test_dask_local_cluster_gives_the_serial_results(tmp_path, serial_results):
     pytest.importorskip("distributed")
     with CellExecutor("dask", 2) as ex:
-        got = run_grid(tmp_path, GRID, jax_cell, executor=ex, progress=False)
+        got = run_grid(tmp_path, GRID, study_cell, executor=ex, progress=False)
     assert got.failed.empty and got.concurrency == 2 and got.executor == "dask"
     assert os.getpid() not in set(got.results.pid)
-    pd.testing.assert_frame_equal(numeric(got.results), numeric(serial_results))
+    pd.testing.assert_frame_equal(numeric(got.results), numeric(serial_results),
+                                  check_exact=True)
 
 
 @pytest.mark.slow  # starts worker processes (each imports JAX)
@@ -172,6 +183,79 @@ def test_killing_the_parent_and_restarting_resumes_nothing_lost_or_duplicated(tm
     rerun = [int(s) for s in calls_after[: len(calls_after) - len(cells)]]
     assert not saved_before & set(rerun)  # no finished cell was computed again
     assert len(rerun) == len(cells) - len(saved_before)
+
+
+@pytest.mark.slow  # starts worker processes (each imports JAX)
+def test_ctrl_c_stops_the_pool_and_keeps_the_finished_cells(tmp_path):
+    """SIGINT to the process group (what Ctrl-C sends): the run stops, every worker exits,
+    the cells saved before stay intact and a rerun computes only the others."""
+    log = tmp_path / "calls.log"
+    cells = [dict(seed=s, sleep=0.5, log=str(log)) for s in range(12)]
+    store = tmp_path / "cells"
+    script = textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from lesample.executor import CellExecutor, run_grid
+        from test_executor import logged_cell
+        try:
+            with CellExecutor("process", 2) as ex:
+                run_grid({str(store)!r}, {cells!r}, logged_cell, executor=ex, progress=False)
+        except KeyboardInterrupt:
+            sys.exit(130)
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while len(list(store.glob("*.json"))) < 2:
+            assert parent.poll() is None, "the run ended before it could be interrupted"
+            assert time.monotonic() < deadline, "no cell finished in time"
+            time.sleep(0.05)
+        workers = {int(p) for p in subprocess.run(["pgrep", "-P", str(parent.pid)],
+                                                  capture_output=True, text=True).stdout.split()}
+        os.killpg(parent.pid, signal.SIGINT)
+        assert parent.wait(timeout=60) == 130
+        assert workers  # the pool's processes (and multiprocessing's resource tracker)
+        deadline = time.monotonic() + 30
+        while alive := [p for p in workers if _running(p)]:
+            assert time.monotonic() < deadline, f"processes {alive} outlived the run"
+            time.sleep(0.1)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(parent.pid, signal.SIGKILL)  # only left if the test failed
+    saved = {c["seed"] for c in CellStore(store).cells()}
+    assert 2 <= len(saved) < len(cells)
+    calls = len(log.read_text().split())
+    again = run_grid(store, cells, logged_cell, progress=False)
+    assert again.resumed == len(saved) and sorted(again.results.seed) == list(range(12))
+    assert len(log.read_text().split()) - calls == len(cells) - len(saved)
+
+
+def _running(pid: int) -> bool:
+    state = subprocess.run(["ps", "-p", str(pid), "-o", "stat="], capture_output=True,
+                           text=True).stdout.strip()
+    return state not in ("", "Z")
+
+
+def stamped_cell(cell):
+    """Sleeps; returns when it started and ended (wall clock, comparable across processes)."""
+    start = time.time()
+    time.sleep(cell["sleep"])
+    return pd.DataFrame({"start": [start], "end": [time.time()]})
+
+
+@pytest.mark.slow  # starts worker processes (each imports JAX)
+def test_cells_that_time_themselves_run_alone_on_a_worker(tmp_path, pool):
+    cells = [dict(seed=s, sleep=0.3) for s in range(4)]
+    got = run_grid(tmp_path, cells, stamped_cell, executor=pool, at_once=1, progress=False)
+    assert got.concurrency == 1 and got.note().startswith("The cells ran one at a time.")
+    spans = got.results.sort_values("start")
+    assert (spans.start.to_numpy()[1:] >= spans.end.to_numpy()[:-1]).all()  # no overlap
+
+
+@pytest.mark.parametrize("at_once", [0, 1.5, True])
+def test_bad_at_once_is_refused(tmp_path, at_once):
+    with pytest.raises(ValueError, match="at_once must be a positive int or None"):
+        run_grid(tmp_path, [dict(seed=0)], flaky_cell_safe, at_once=at_once)
 
 
 def test_progress_off_a_terminal_prints_one_line_per_cell_and_the_resumed_count(

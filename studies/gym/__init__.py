@@ -27,8 +27,9 @@ def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None,
     # seeds.
     cells = [dict(target=t, sampler=s, seed=seed, mode=mode, version=2)
              for seed in range(seeds or 1) for s in SAMPLERS for t in GYM_TARGETS]
+    # Every cell times its sampler (ESS per second): each runs alone, one at a time.
     grid_run = run_grid(out_dir / "cells", cells, run_cell, executor=executor,
-                        progress=progress, desc="gym")
+                        progress=progress, desc="gym", at_once=1)
     results = grid_run.results
     with publish(out_dir) as stage:  # all outputs or none: never new data under an old report
         write_csv(results, stage / "results.csv")
