@@ -160,11 +160,7 @@ def test_killing_the_parent_and_restarting_resumes_nothing_lost_or_duplicated(tm
     """)
     parent = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
     try:
-        deadline = time.monotonic() + 240
-        while len(list(store.glob("*.json"))) < 2:
-            assert parent.poll() is None, "the run ended before it could be killed"
-            assert time.monotonic() < deadline, "no cell finished in time"
-            time.sleep(0.05)
+        _wait_for_saved_cells(parent, store, 2)
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait()
     finally:
@@ -205,11 +201,7 @@ def test_ctrl_c_stops_the_pool_and_keeps_the_finished_cells(tmp_path):
     """)
     parent = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
     try:
-        deadline = time.monotonic() + 240
-        while len(list(store.glob("*.json"))) < 2:
-            assert parent.poll() is None, "the run ended before it could be interrupted"
-            assert time.monotonic() < deadline, "no cell finished in time"
-            time.sleep(0.05)
+        _wait_for_saved_cells(parent, store, 2)
         workers = {int(p) for p in subprocess.run(["pgrep", "-P", str(parent.pid)],
                                                   capture_output=True, text=True).stdout.split()}
         os.killpg(parent.pid, signal.SIGINT)
@@ -228,6 +220,15 @@ def test_ctrl_c_stops_the_pool_and_keeps_the_finished_cells(tmp_path):
     again = run_grid(store, cells, logged_cell, progress=False)
     assert again.resumed == len(saved) and sorted(again.results.seed) == list(range(12))
     assert len(log.read_text().split()) - calls == len(cells) - len(saved)
+
+
+def _wait_for_saved_cells(parent: subprocess.Popen, store: Path, count: int) -> None:
+    """Until ``count`` cells are saved in ``store`` by the still running ``parent``."""
+    deadline = time.monotonic() + 240
+    while len(list(store.glob("*.json"))) < count:
+        assert parent.poll() is None, "the run ended before it could be stopped"
+        assert time.monotonic() < deadline, "no cell finished in time"
+        time.sleep(0.05)
 
 
 def _running(pid: int) -> bool:
