@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from lesample import tree
+from lesample.checks import check_positive
 from lesample.estimators import chain_mean, get_estimator
 from lesample.samplers import build_sampler
 from lesample.samplers.base import SamplingAlgorithm
@@ -90,7 +91,9 @@ def check_sampler(name: str, step_size, beta, **options) -> SamplingAlgorithm:
     checks ``step_size``, ``beta`` and ``options``) on a placeholder target; the returned
     kernel tells the kernel's properties (``minibatch``, ``init_grads``, ``position_only``)
     but cannot run. Entry points call this before tracing, then build the real kernel for
-    ``rho(y; x)`` inside their jitted code (where a traced ``x`` is known)."""
+    ``rho(y; x)`` inside their jitted code (where a traced ``x`` is known). ``beta`` is
+    checked here too, since noise-free kernels ("hj") never read it."""
+    beta = check_positive("beta", beta, allow_inf=True)
     target = LocalEntropyTarget(_unused, _unused, _unused, _unused, None, None, beta)
     return build_sampler(name, target, step_size, **options)
 

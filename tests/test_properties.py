@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -170,6 +170,7 @@ def test_samplers_flag_every_non_finite_chain_or_refuse(name, step, beta, start)
 @SLOW
 @given(gamma=EXTREME, beta=EXTREME, step=EXTREME,
        sampler=st.sampled_from(["ula", "mala", "hj", "nosuch"]))
+@example(gamma=1e-30, beta=0.0, step=1.0, sampler="hj")  # hj never reads beta
 def test_local_entropy_grad_is_finite_or_raises(gamma, beta, step, sampler):
     import jax
     import jax.numpy as jnp

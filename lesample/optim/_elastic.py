@@ -48,6 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import PartitionSpec as P
+from jax.tree_util import Partial
 
 from lesample import tree
 from lesample.checks import check_int, check_schedule
@@ -188,19 +189,28 @@ def replica_transformation(name: str, local: Callable, *, eta: Callable, rho, mo
         keys = None if key is None else jax.random.split(key, n)
         axis_name = mesh_axis(mesh, n)
         state = state._replace(diverged_at=None)  # set by the wrapper, after the update
-        run = jax.tree_util.Partial(shard, axis_name=axis_name, n=n, grad_fn=grad_fn,
-                                    loss_fn=loss_fn)
         if axis_name is None:
-            return run(state, params, grads, keys, batches)
+            return shard(state, params, grads, keys, batches, axis_name=None, n=n,
+                         grad_fn=grad_fn, loss_fn=loss_fn)
+
+        # The arrays that grad_fn/loss_fn bind as jax.tree_util.Partial arguments (the
+        # training data of lesample.train) enter shard_map as replicated inputs: a
+        # closed-over array placed on the mesh would clash with shard_map's manual axes.
+        def run(state, params, grads, keys, batches, fns):
+            return shard(state, params, grads, keys, batches, axis_name=axis_name, n=n,
+                         grad_fn=fns[0], loss_fn=fns[1])
+
+        fns = tuple(f if f is None or isinstance(f, Partial) else Partial(f)
+                    for f in (grad_fn, loss_fn))
         rep = P(axis_name)
         state_spec = ReplicaState(P(), rep, None if state.momentum is None else rep, rep)
-        specs = (state_spec, rep, rep, rep, P(None, axis_name))
+        specs = (state_spec, rep, rep, rep, P(None, axis_name), P())
         # check_vma=False: loops inside a replica's update (samplers, Threefry draws) start
         # from carries that are the same on every device while their bodies make them
         # per-replica; JAX's varying-axis typing would reject that. The one collective is
         # the psum of replica_mean, and count is computed alike on every device.
         return jax.shard_map(run, mesh=mesh, in_specs=specs, out_specs=(rep, state_spec),
-                             check_vma=False)(state, params, grads, keys, batches)
+                             check_vma=False)(state, params, grads, keys, batches, fns)
 
     def init(params):
         n = num_replicas(params)

@@ -66,12 +66,14 @@ def make_step(fm: FunctionalModel, tx: optax.GradientTransformationExtraArgs) ->
     donated)."""
     grad_loss = jax.grad(fm.loss)
 
-    def step(params, opt_state, data, idx, keys):
-        images, labels = data
+    def rows_grad(images, labels, p, batch):
+        rows, k = batch
+        return grad_loss(p, (images[rows], labels[rows], k))
 
-        def grad_fn(p, batch):
-            rows, k = batch
-            return grad_loss(p, (images[rows], labels[rows], k))
+    def step(params, opt_state, data, idx, keys):
+        # A Partial binding the data as arguments, not a closure: sharded replicas
+        # (lesample.optim.parle/elastic_sgd on a mesh) pass them into shard_map.
+        grad_fn = jax.tree_util.Partial(rows_grad, *data)
 
         def one(carry, xs):
             params, opt_state = carry
