@@ -1,6 +1,7 @@
 """Wall time of a study sweep on each executor, measured in one run: a fixed grid of the
-sampler study's quick cells (no NUTS) run serially, on a local process pool of ``--workers``
-workers, and on a Dask ``LocalCluster`` of as many single-threaded worker processes.
+sampler study's quick cells (no NUTS unless ``--nuts``) run serially, on a local process
+pool of ``--workers`` workers, and on a Dask ``LocalCluster`` of as many single-threaded
+worker processes.
 
 Each variant runs in a fresh Python process (nothing compiled in its memory) into a new cell
 store, and its time covers starting the workers, running every cell and saving the results
@@ -17,7 +18,8 @@ results are compared with the serial run's (all but the timing columns ``seconds
 The load average is printed before and after: on a machine shared with other work the
 ratios are only as good as the cores the pool actually got.
 
-Usage: ``python benchmarks/sweep.py [--cells N] [--workers N] [--rounds N] [--no-dask]``.
+Usage: ``python benchmarks/sweep.py [--cells N] [--nuts] [--workers N] [--rounds N]
+[--no-dask]``.
 """
 
 from __future__ import annotations
@@ -60,16 +62,17 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def quick_cells(n: int) -> list[dict]:
+def quick_cells(n: int, nuts: bool = False) -> list[dict]:
     """``n`` cells of ``lesample study samplers --quick`` spread over its targets (every
-    ``k``-th cell, in the study's order), leaving out the NUTS cells (each runs minutes, so a
-    few of them would decide the wall time alone)."""
+    ``k``-th cell, in the study's order), leaving out the NUTS cells unless ``nuts`` (each
+    runs much longer than the others, so a few of them decide the wall time of a small grid;
+    ``--cells 1000 --nuts`` is the whole quick grid)."""
     from studies.samplers import grid, target_settings
 
     targets, budgets = grid("quick")
     cells = [dict(target=t, **s, seed=seed, num_chains=32, budgets=budgets, version=1)
              for t, num_seeds in targets.items() for s in target_settings(t, "quick")
-             for seed in range(num_seeds) if not s["sampler"].endswith("nuts")]
+             for seed in range(num_seeds) if nuts or not s["sampler"].endswith("nuts")]
     step = max(1, len(cells) // n)
     return cells[::step][:n]
 
@@ -103,17 +106,19 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="workers of the pools")
     parser.add_argument("--rounds", type=int, default=1, help="timed runs of each variant")
     parser.add_argument("--no-dask", action="store_true", help="skip the Dask LocalCluster")
+    parser.add_argument("--nuts", action="store_true", help="keep the NUTS cells")
     args = parser.parse_args()
     kinds = ["serial", "process"] + ([] if args.no_dask else ["dask"])
 
     with tempfile.TemporaryDirectory(prefix="sweep-") as tmp:
         tmp = Path(tmp)
-        cells = quick_cells(args.cells)
+        cells = quick_cells(args.cells, args.nuts)
         cells_file = tmp / "cells.json"
         cells_file.write_text(json.dumps(cells))
         env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(tmp / "jax-cache"),
                    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=str(CACHE_MIN_COMPILE_SECONDS))
-        print(f"grid: {len(cells)} cells of `lesample study samplers --quick` (no NUTS); "
+        print(f"grid: {len(cells)} cells of `lesample study samplers --quick` "
+              f"({'with' if args.nuts else 'no'} NUTS); "
               f"{os.cpu_count()} cores; load average before: "
               f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
         warm, _ = run_variant("serial", 1, cells_file, tmp / "warm", env)
