@@ -189,17 +189,16 @@ def replica_transformation(name: str, local: Callable, *, eta: Callable, rho, mo
         keys = None if key is None else jax.random.split(key, n)
         axis_name = mesh_axis(mesh, n)
         state = state._replace(diverged_at=None)  # set by the wrapper, after the update
-        if axis_name is None:
-            return shard(state, params, grads, keys, batches, axis_name=None, n=n,
-                         grad_fn=grad_fn, loss_fn=loss_fn)
 
-        # The arrays that grad_fn/loss_fn bind as jax.tree_util.Partial arguments (the
-        # training data of lesample.train) enter shard_map as replicated inputs: a
-        # closed-over array placed on the mesh would clash with shard_map's manual axes.
         def run(state, params, grads, keys, batches, fns):
             return shard(state, params, grads, keys, batches, axis_name=axis_name, n=n,
                          grad_fn=fns[0], loss_fn=fns[1])
 
+        if axis_name is None:
+            return run(state, params, grads, keys, batches, (grad_fn, loss_fn))
+        # The arrays that grad_fn/loss_fn bind as jax.tree_util.Partial arguments (the
+        # training data of lesample.train) enter shard_map as replicated inputs: a
+        # closed-over array placed on the mesh would clash with shard_map's manual axes.
         fns = tuple(f if f is None or isinstance(f, Partial) else Partial(f)
                     for f in (grad_fn, loss_fn))
         rep = P(axis_name)
@@ -236,7 +235,9 @@ def elastic_sgd(learning_rate, rho, *, momentum: float = 0.9, nesterov: bool = T
       seed: seeds the replicas' keys (``split(PRNGKey(seed), n)``).
       grad_fn: as ``lesample.optim.sgd``: ``grad_fn(x_a, key_or_batch)``; without it the
         incoming ``updates`` are the replica-stacked gradients.
-      mesh: None (one device) or a one-axis ``Mesh`` to shard the replicas over.
+      mesh: None (one device) or a one-axis ``Mesh`` to shard the replicas over. A
+        ``grad_fn`` that reads arrays placed on the mesh (data of several processes) must
+        bind them as ``jax.tree_util.Partial`` arguments, not close over them.
 
     ``update(updates, state, params, *, grad_fn=None, key=None, batches=None)``: ``params``
     replica-stacked; ``batches`` leaves ``(1, n, ...)``. With ``n = 1`` or ``rho = inf``

@@ -108,7 +108,9 @@ def parle(
       grad_fn: ``grad_fn(x_a, key_or_batch)``, a mini-batch gradient of ``f`` at one
         replica's parameters.
       mesh: None (one device) or a one-axis ``Mesh`` to shard the replicas over
-        (``lesample.distributed.replica_mesh``); ``n`` must divide over its devices.
+        (``lesample.distributed.replica_mesh``); ``n`` must divide over its devices. A
+        ``grad_fn`` that reads arrays placed on the mesh must bind them as
+        ``jax.tree_util.Partial`` arguments (as ``elastic_sgd``).
 
     ``update(updates, state, params, *, grad_fn, key=None, batches=None, loss_fn=None)``:
     ``params`` replica-stacked (leading axis ``n``); ``batches`` leaves ``(L, n, ...)``;
