@@ -3,6 +3,10 @@ sampler study's quick cells (no NUTS unless ``--nuts``) run serially, on a local
 pool of ``--workers`` workers, and on a Dask ``LocalCluster`` of as many single-threaded
 worker processes.
 
+The pools keep each worker on a target and a setting (the study's ``affinity``: each
+program traced by one worker); ``--fifo`` adds a process pool that takes the cells in the
+order given instead, to show what that saves.
+
 Each variant runs in a fresh Python process (nothing compiled in its memory) into a new cell
 store, and its time covers starting the workers, running every cell and saving the results
 (not the interpreter's own start). All variants share one on-disk JAX compilation cache,
@@ -19,7 +23,7 @@ The load average is printed before and after: on a machine shared with other wor
 ratios are only as good as the cores the pool actually got.
 
 Usage: ``python benchmarks/sweep.py [--cells N] [--nuts] [--workers N] [--rounds N]
-[--no-dask]``.
+[--no-dask] [--fifo]``.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ TIMING_COLUMNS = ("seconds", "ess_per_second")
 CHILD = textwrap.dedent("""
     import json, os, sys, time
     from lesample.executor import CellExecutor, run_grid
+    from studies.samplers import affinity
     from studies.samplers.cells import run_cell
 
     def cpu():  # this process and its finished children (the workers, once stopped)
@@ -53,9 +58,11 @@ CHILD = textwrap.dedent("""
     if __name__ == "__main__":  # spawned workers import this module
         kind, workers, store, cells = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
         cells = json.loads(open(cells).read())
+        fifo = kind.endswith("-fifo")  # the cells in the order given, wherever a lane is free
         start, cpu0 = time.perf_counter(), cpu()
-        with CellExecutor(kind, workers) as ex:
-            grid = run_grid(store, cells, run_cell, executor=ex, progress=False)
+        with CellExecutor(kind.removesuffix("-fifo"), workers) as ex:
+            grid = run_grid(store, cells, run_cell, executor=ex, progress=False,
+                            affinity=None if fifo else affinity)
         seconds, cpu_seconds = time.perf_counter() - start, cpu() - cpu0
         grid.results.to_csv(store + ".csv", index=False)
         print(json.dumps(dict(seconds=seconds, cpu=cpu_seconds, failed=len(grid.failed))))
@@ -107,8 +114,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="timed runs of each variant")
     parser.add_argument("--no-dask", action="store_true", help="skip the Dask LocalCluster")
     parser.add_argument("--nuts", action="store_true", help="keep the NUTS cells")
+    parser.add_argument("--fifo", action="store_true",
+                        help="also run the pool without affinity (cells in the order given)")
     args = parser.parse_args()
-    kinds = ["serial", "process"] + ([] if args.no_dask else ["dask"])
+    kinds = (["serial", "process"] + (["process-fifo"] if args.fifo else [])
+             + ([] if args.no_dask else ["dask"]))
 
     with tempfile.TemporaryDirectory(prefix="sweep-") as tmp:
         tmp = Path(tmp)

@@ -3,7 +3,7 @@ a Dask cluster, with ``concurrent.futures`` semantics throughout.
 
 - ``serial``: one cell after the other in this process (for debugging; what the library does
   when no executor is given).
-- ``process`` (the command line's default): a pool of ``workers`` processes started with
+- ``process`` (the command line's default): ``workers`` worker processes started with
   ``spawn`` (JAX is not fork-safe). Each worker gets its share of the cores: it starts
   pinned to them (``sched_setaffinity``; XLA sizes its thread pools by them) with the
   BLAS/OpenMP thread variables in its environment, so before it imports NumPy or JAX. All
@@ -17,7 +17,10 @@ a Dask cluster, with ``concurrent.futures`` semantics throughout.
 :func:`run_grid` runs the cells of a :class:`lesample.store.CellStore` that are not finished
 yet. The parent process is the only writer: each finished cell is saved (atomically, by the
 store) the moment its result comes back, so a killed parent loses only the cells in flight
-and a rerun resumes. A cell function must be pure and seeded by the cell (its result may not
+and a rerun resumes. Each worker slot is a *lane* (a one-process pool; a thread of a Dask
+worker) that holds one cell at a time; cells that share compiled programs can be kept on
+one lane (``affinity``), so that each program is traced and loaded by one worker rather
+than by all. A cell function must be pure and seeded by the cell (its result may not
 depend on the worker or the order), and importable by name (workers unpickle it). Every
 cell runs with one BLAS/LAPACK and OpenMP thread (:data:`CELL_THREADS`), on every executor:
 OpenBLAS splits some of LAPACK's reductions by thread, so the thread count would otherwise
@@ -26,10 +29,9 @@ it is open). XLA's thread count does not change results.
 
 Faults: a cell that raises is retried up to ``retries`` times, then recorded as failed with
 its error (:attr:`GridResult.failed`) while the other cells go on. A process worker that dies
-(SIGKILL, out of memory) breaks a ``concurrent.futures`` pool: the pool is started again and
-the cells that were in flight are resubmitted, each charged one attempt (at most ``workers``
-cells are in flight, so they are the cells that were running). Dask reschedules the cells of
-a dead worker itself. Ctrl-C cancels the queued cells and stops the workers.
+(SIGKILL, out of memory) breaks its lane's pool: the lane is started again and its cell
+resubmitted, charged one attempt. Dask reschedules the cells of a dead worker itself (a
+lane's preference for its worker is loose). Ctrl-C cancels the queued cells and stops the workers.
 """
 
 from __future__ import annotations
@@ -150,23 +152,26 @@ def _environ(env: Mapping[str, str]) -> Iterator[None]:
 
 
 class _WorkerProcess(multiprocessing.context.SpawnProcess):
-    """A spawned process that starts with :data:`_WorkerProcess.env` in its environment,
-    pinned to the cores of the ``started``-th worker with ``threads`` cores each (set by the
-    pool that starts it; the class is pickled by name, so it lives here)."""
+    """A spawned process that starts with ``env`` in its environment, pinned to ``cores``
+    (the class is pickled by name into the child, so it lives here)."""
 
-    env: dict[str, str] = {}
-    threads = 1
-    started = 0
+    def __init__(self, cores: set[int] | None, env: dict[str, str], *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.cores, self.env = cores, env
 
     def start(self):
-        cores = worker_cores(_WorkerProcess.started, self.threads)
-        _WorkerProcess.started += 1
-        with _environ(self.env), _pinned(cores):
+        with _environ(self.env), _pinned(self.cores):
             super().start()
 
 
 class _WorkerContext(multiprocessing.context.SpawnContext):
-    Process = _WorkerProcess
+    """``spawn``, each process started as a :class:`_WorkerProcess` on ``cores``."""
+
+    def __init__(self, cores: set[int] | None, env: dict[str, str]):
+        self.cores, self.env = cores, env
+
+    def Process(self, *args, **kwargs):  # noqa: N802 (multiprocessing's name)
+        return _WorkerProcess(self.cores, self.env, *args, **kwargs)
 
 
 def _ignore_sigint() -> None:
@@ -211,7 +216,11 @@ class CellExecutor:
         self.retries = _check_retries(retries)
         self.workers = 1 if kind == "serial" else (workers or available_cpus())
         self.failed: list[tuple[str, str, str]] = []
-        self._pool: Executor | None = None
+        self._lanes: list[Executor | None] | None = None
+        self._addresses: list[str | None] = []
+        self._env: dict[str, str] = {}
+        self._threads = 1
+        self.last_keys: dict[int, tuple] = {}  # lane -> affinity key of its last cell
         self._client = None
         self._cluster = None
         self._limits = None
@@ -233,27 +242,47 @@ class CellExecutor:
     def __exit__(self, exc_type, exc, tb) -> None:
         self.shutdown(cancel=exc_type is not None)
 
-    # ----------------------------------------------------------------- the pool
+    # ---------------------------------------------------------------- the lanes
 
-    @property
-    def pool(self) -> Executor:
-        """The ``concurrent.futures.Executor`` cells are submitted to (started on first use)."""
-        if self._pool is None:
-            self._pool = self._start()
-        return self._pool
+    def start(self) -> int:
+        """Start the workers (if not yet started); return how many lanes there are."""
+        if self._lanes is None:
+            self._lanes = self._start()
+            self.workers = len(self._lanes)
+        return len(self._lanes)
 
-    def _start(self) -> Executor:
+    def lane(self, index: int) -> Executor:
+        """The ``concurrent.futures.Executor`` of lane ``index``: the one worker slot that
+        runs the cells :func:`run_grid` sends there (a worker process, a Dask worker's
+        thread, or this process for the serial executor)."""
+        self.start()
+        if self._lanes[index] is None:
+            self._lanes[index] = self._open(index)
+        return self._lanes[index]
+
+    def _start(self) -> list[Executor | None]:
         if self.kind == "serial":
-            return _SerialExecutor()
+            return [_SerialExecutor()]
         threads = max(1, available_cpus() // self.workers)
         if self.kind == "process":
-            _WorkerProcess.env, _WorkerProcess.threads = worker_environment(), threads
-            _WorkerProcess.started = 0
-            return ProcessPoolExecutor(self.workers, mp_context=_WorkerContext(),
-                                       initializer=_ignore_sigint)
-        return self._start_dask(threads)
+            self._env, self._threads = worker_environment(), threads
+            return [None] * self.workers  # each started by lane() on its first cell
+        self._addresses = self._start_dask(threads)
+        return [None] * len(self._addresses)
 
-    def _start_dask(self, threads: int) -> Executor:
+    def _open(self, index: int) -> Executor:
+        if self.kind == "process":
+            context = _WorkerContext(worker_cores(index, self._threads), self._env)
+            return ProcessPoolExecutor(1, mp_context=context, initializer=_ignore_sigint)
+        # A loose restriction: the cell goes elsewhere if the worker has died.
+        where = self._addresses[index]
+        return self._client.get_executor(pure=False, **(
+            {} if where is None else dict(workers=[where], allow_other_workers=True)))
+
+    def _start_dask(self, threads: int) -> list[str | None]:
+        """Start the client (and a ``LocalCluster``); return a lane's worker address per
+        worker thread (workers that join later are not used; a cluster with no worker yet
+        gets one lane that runs anywhere)."""
         try:
             from distributed import Client, LocalCluster
         except ImportError as exc:
@@ -277,24 +306,28 @@ class CellExecutor:
                 dashboard_address=":0", env=worker_environment())
             self._client = Client(self._cluster)
             self._client.register_plugin(Pin())
+            self._client.wait_for_workers(self.workers)
         else:
             self._client = Client(self.scheduler)
-            self.workers = max(1, sum(w.get("nthreads", 1) for w in
-                                      self._client.scheduler_info()["workers"].values()))
-        return self._client.get_executor(pure=False)
+        workers = self._client.scheduler_info()["workers"]
+        return [address for address, info in sorted(workers.items())
+                for _ in range(info.get("nthreads", 1))] or [None]
 
-    def restart(self) -> None:
-        """Replace a broken pool (a process worker died) by a fresh one."""
-        old, self._pool = self._pool, None
+    def restart(self, index: int) -> None:
+        """Replace lane ``index``'s broken pool (its worker process died) by a fresh one."""
+        old, self._lanes[index] = self._lanes[index], None
+        self.last_keys.pop(index, None)  # a fresh worker has traced nothing
         self.restarts += 1
         if old is not None:
             _stop(old, cancel=True)
 
     def shutdown(self, cancel: bool = False) -> None:
         """Stop the workers (``cancel``: drop queued cells and stop running ones now)."""
-        if self._pool is not None:
-            _stop(self._pool, cancel=cancel)
-            self._pool = None
+        for lane in self._lanes or []:
+            if lane is not None:
+                _stop(lane, cancel=cancel)
+        self._lanes = None
+        self.last_keys.clear()
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -422,6 +455,7 @@ def run_grid(
     progress: bool = True,
     desc: str = "cells",
     at_once: int | None = None,
+    affinity: Callable[[dict[str, Any]], tuple] | None = None,
 ) -> GridResult:
     """Run ``fn`` on every cell not yet in ``store`` on ``executor`` (default: serially in
     this process); return a :class:`GridResult`.
@@ -434,6 +468,11 @@ def run_grid(
     ``progress``: a bar on a terminal, one line per finished cell otherwise.
     ``at_once``: at most that many cells in flight (default: the executor's workers); 1
     runs each cell alone, for cells that time themselves.
+    ``affinity``: a cell's key (a tuple, most significant part first): cells with equal or
+    longer shared keys are sent to the same worker where that keeps every worker busy, so
+    that a worker traces (and loads from the compilation cache) the programs they share once
+    rather than every worker tracing all of them (:class:`_Queue`). Cells that differ only
+    in their seed, say, share a key. It orders the work only: results do not depend on it.
     """
     executor = executor or CellExecutor("serial")
     retries = executor.retries if retries is None else _check_retries(retries)
@@ -453,7 +492,8 @@ def run_grid(
         bar.say(f"{desc}: resuming: {resumed} of {len(cells)} cells already done")
     failed_rows = []
     try:
-        failed_rows = _run(store, todo, fn, executor, retries, bar, desc, at_once)
+        failed_rows = _run(store, todo, fn, executor, retries, bar, desc, at_once,
+                           affinity)
     finally:
         bar.close()
     failed_keys = {cell_key(row["cell"]) for row in failed_rows}
@@ -471,18 +511,70 @@ def _limit(executor: CellExecutor, at_once: int | None) -> int:
     return min(at_once or executor.workers, executor.workers)
 
 
+class _Queue:
+    """The cells still to run, grouped by their affinity key (a tuple, most significant
+    part first). A free lane takes the next cell of the group whose key shares the longest
+    prefix with the key of its own last cell and, among those, the shortest with the other
+    lanes' last keys: it stays on its programs, starts a group no other lane works on when
+    its own are done, and only then shares one (so the lanes stay busy to the end). Ties go
+    to the order given. Without a key function every cell is in one group, run in order."""
+
+    def __init__(self, cells: list[dict], affinity: Callable[[dict], tuple] | None,
+                 last: dict[int, tuple] | None = None):
+        self.affinity = affinity or (lambda cell: ())
+        self.groups: dict[tuple, list[dict]] = {}
+        self.last = {} if last is None else last  # lane -> key of its last cell
+        for cell in cells:
+            self.groups.setdefault(self._key(cell), []).append(cell)
+
+    def __bool__(self) -> bool:
+        return bool(self.groups)
+
+    def _key(self, cell: dict) -> tuple:
+        key = self.affinity(cell)
+        if not isinstance(key, tuple):
+            raise TypeError(f"affinity must return a tuple, got {type(key).__name__} for "
+                            f"the cell {_describe(cell)}")
+        return key
+
+    def take(self, lane: int) -> dict:
+        mine = self.last.get(lane, ())
+        others = [key for other, key in self.last.items() if other != lane]
+        key = max(self.groups, key=lambda k: (
+            _shared(k, mine), -max((_shared(k, o) for o in others), default=0)))
+        group = self.groups[key]
+        cell = group.pop(0)
+        if not group:
+            del self.groups[key]
+        self.last[lane] = key
+        return cell
+
+    def put_back(self, cell: dict) -> None:
+        """Return a cell to the front of its group (to be retried)."""
+        self.groups.setdefault(self._key(cell), []).insert(0, cell)
+
+
+def _shared(a: tuple, b: tuple) -> int:
+    """Length of the common prefix of two keys."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 def _run(store: CellStore, todo: list[dict], fn, executor: CellExecutor, retries: int,
-         bar: _Progress, desc: str, at_once: int | None) -> list[dict]:
-    """Submit the cells, at most ``at_once`` in flight; save each result as it comes;
-    return the cells given up on (``cell``, ``attempts``, ``error``)."""
-    queue = list(reversed(todo))  # pop() takes them in the order given
+         bar: _Progress, desc: str, at_once: int | None, affinity) -> list[dict]:
+    """Send the cells to the executor's lanes, one in flight per lane and at most
+    ``at_once`` lanes; save each result as it comes; return the cells given up on
+    (``cell``, ``attempts``, ``error``)."""
+    queue = _Queue(todo, affinity, executor.last_keys)
     attempts: dict[str, int] = {}
-    in_flight: dict[Future, dict] = {}
+    in_flight: dict[Future, tuple[dict, int]] = {}
     failed: list[dict] = []
     done = 0
-
-    def submit(cell):
-        in_flight[executor.pool.submit(_call, fn, dict(cell))] = cell
+    lanes = min(at_once or executor.start(), executor.start()) if todo else 0
 
     def give_up_or_retry(cell, error: str):
         key = cell_key(cell)
@@ -490,23 +582,27 @@ def _run(store: CellStore, todo: list[dict], fn, executor: CellExecutor, retries
         if attempts[key] <= retries:
             bar.say(f"{desc}: retrying ({attempts[key]}/{retries}) after {error}: "
                     f"{_describe(cell)}")
-            queue.append(cell)
+            queue.put_back(cell)
             return
         failed.append(dict(cell=cell, attempts=attempts[key], error=error))
         bar.update(done, len(failed), len(in_flight), cell, status=f"FAILED ({error})")
 
     try:
+        free = list(range(lanes))
         while queue or in_flight:
-            while queue and len(in_flight) < _limit(executor, at_once):
-                submit(queue.pop())
+            while queue and free:
+                lane = free.pop(0)
+                cell = queue.take(lane)
+                in_flight[executor.lane(lane).submit(_call, fn, dict(cell))] = (cell, lane)
             bar.update(done, len(failed), len(in_flight))
             finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
-            broken = []
             for future in finished:
-                cell = in_flight.pop(future)
+                cell, lane = in_flight.pop(future)
+                free.append(lane)
                 exc = future.exception()
                 if isinstance(exc, BrokenProcessPool):
-                    broken.append(cell)
+                    executor.restart(lane)
+                    give_up_or_retry(cell, "a worker died (killed, or out of memory)")
                     continue
                 if exc is None and not isinstance(future.result(), pd.DataFrame):
                     exc = TypeError(f"the cell function must return a pandas DataFrame, got "
@@ -517,13 +613,6 @@ def _run(store: CellStore, todo: list[dict], fn, executor: CellExecutor, retries
                 store.save(cell, future.result())
                 done += 1
                 bar.update(done, len(failed), len(in_flight), cell)
-            if broken:
-                # Every other call of the broken pool fails too: collect them, start afresh.
-                for future in list(in_flight):
-                    broken.append(in_flight.pop(future))
-                executor.restart()
-                for cell in broken:
-                    give_up_or_retry(cell, "a worker died (killed, or out of memory)")
     except BaseException:
         for future in in_flight:
             future.cancel()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lesample.executor import CellExecutor, run_grid
+from lesample.executor import CellExecutor, _Queue, run_grid
 from lesample.store import CellStore
 
 # Cell functions live at module level: process and Dask workers import them by name.
@@ -92,7 +92,8 @@ def serial_results(tmp_path_factory):
 
 @pytest.mark.slow  # starts worker processes (each imports JAX)
 def test_process_pool_gives_the_serial_results(tmp_path, pool, serial_results):
-    got = run_grid(tmp_path, GRID, study_cell, executor=pool, progress=False)
+    got = run_grid(tmp_path, GRID, study_cell, executor=pool, progress=False,
+                   affinity=lambda cell: (cell["target"], cell["sampler"]))
     assert got.failed.empty and got.concurrency == 2 and got.executor == "process"
     assert got.results.pid.nunique() >= 1 and os.getpid() not in set(got.results.pid)
     pd.testing.assert_frame_equal(numeric(got.results), numeric(serial_results),
@@ -153,7 +154,7 @@ def test_killing_the_parent_and_restarting_resumes_nothing_lost_or_duplicated(tm
     script = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
-        from lesample.executor import CellExecutor, run_grid
+        from lesample.executor import CellExecutor, _Queue, run_grid
         from test_executor import logged_cell
         with CellExecutor("process", 2) as ex:
             run_grid({str(store)!r}, {cells!r}, logged_cell, executor=ex, progress=False)
@@ -191,7 +192,7 @@ def test_ctrl_c_stops_the_pool_and_keeps_the_finished_cells(tmp_path):
     script = textwrap.dedent(f"""
         import os, sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
-        from lesample.executor import CellExecutor, run_grid
+        from lesample.executor import CellExecutor, _Queue, run_grid
         from test_executor import logged_cell
         try:
             with CellExecutor("process", 2) as ex:
@@ -286,6 +287,45 @@ def flaky_cell_safe(cell):
 def test_bad_executor_arguments_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         CellExecutor(**kwargs)
+
+
+def take_all(queue, lanes):
+    """The cells each lane takes when the lanes take turns until the queue is empty."""
+    taken = {lane: [] for lane in lanes}
+    while queue:
+        for lane in lanes:
+            if queue:
+                taken[lane].append(queue.take(lane))
+    return taken
+
+
+def test_affinity_keeps_each_group_on_one_lane_and_spreads_the_groups():
+    cells = [dict(t=t, s=s, seed=seed) for t in "ab" for s in (1, 2) for seed in range(2)]
+    taken = take_all(_Queue(cells, lambda c: (c["t"], c["s"])), [0, 1])
+    # lane 0 starts on a, lane 1 on the group that shares the least with it: b; each then
+    # stays on its target, one setting at a time, its seeds in the order given
+    assert taken[0] == [c for c in cells if c["t"] == "a"]
+    assert taken[1] == [c for c in cells if c["t"] == "b"]
+
+
+def test_a_lane_whose_groups_are_done_shares_the_last_one():
+    cells = [dict(g="a", seed=s) for s in range(4)] + [dict(g="b", seed=0)]
+    queue = _Queue(cells, lambda c: (c["g"],))
+    assert [queue.take(0)["g"], queue.take(1)["g"]] == ["a", "b"]
+    assert queue.take(1) == dict(g="a", seed=1)  # b is done: the lane helps with a
+    queue.put_back(dict(g="a", seed=1))  # a retry goes to the front of its group
+    assert queue.take(0) == dict(g="a", seed=1)
+
+
+def test_without_affinity_the_cells_run_in_the_order_given():
+    cells = [dict(seed=s) for s in range(5)]
+    taken = take_all(_Queue(cells, None), [0, 1, 2])
+    assert taken == {0: [cells[0], cells[3]], 1: [cells[1], cells[4]], 2: [cells[2]]}
+
+
+def test_an_affinity_that_is_not_a_tuple_is_refused(tmp_path):
+    with pytest.raises(TypeError, match="affinity must return a tuple, got str"):
+        run_grid(tmp_path, [dict(seed=0)], flaky_cell_safe, affinity=lambda c: "x")
 
 
 def test_results_must_be_dataframes(tmp_path):

@@ -137,8 +137,9 @@ def run_rounds(cells: list[dict], data: Dataset, out_dir: Path, round_epochs: in
         if not todo and not bn_todo:
             continue
         desc = "deepnets BatchNorm" if until is None else f"deepnets round {number}"
+        # A worker keeps to a model, an algorithm and a run from round to round.
         grid = run_grid(store, todo + bn_todo, fn, executor=executor, progress=progress,
-                        desc=desc)
+                        desc=desc, affinity=lambda c: (c["model"], c["algo"], c["checkpoint"]))
         resumed += grid.resumed
         if len(grid.failed):
             failed.append(grid.failed)

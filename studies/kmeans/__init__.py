@@ -116,8 +116,10 @@ def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None,
                   trials=trials if i in INSTANCES else min(trials, LARGE_TRIALS),
                   hyper=settings(m) if m["algo"] == "ours" else {}, version=4)
              for i in instances for m in methods(mode, i)]
+    # A worker keeps to an instance (its data and our programs for its shapes).
     grid_run = run_grid(out_dir / "cells", cells, run_cell, executor=executor,
-                        progress=progress, desc="kmeans")
+                        progress=progress, desc="kmeans",
+                        affinity=lambda cell: (cell["instance"], cell["method"]["algo"]))
     results = grid_run.results
     with publish(out_dir) as stage:  # all outputs or none: never new data under an old report
         write_csv(refs, stage / "reference.csv")
