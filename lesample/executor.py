@@ -381,6 +381,9 @@ class GridResult(NamedTuple):
                     "are not comparable with a serial run's.")
         else:
             text = "The cells ran one at a time."
+        if self.resumed:
+            text += (f" {self.resumed} cell(s) were finished in an earlier sitting and read "
+                     "back from the store: their timings are that sitting's.")
         if len(self.failed):
             text += (f" {len(self.failed)} cell(s) failed after every retry and are missing "
                      "from the results (table of failed cells below).")

@@ -173,6 +173,7 @@ def test_killing_the_parent_and_restarting_resumes_nothing_lost_or_duplicated(tm
 
     again = run_grid(store, cells, logged_cell, progress=False)
     assert again.resumed == len(saved_before)
+    assert f"{len(saved_before)} cell(s) were finished in an earlier sitting" in again.note()
     assert sorted(again.results.seed) == list(range(8))  # each cell exactly once
     fresh = run_grid(tmp_path / "fresh", cells, logged_cell, progress=False).results
     pd.testing.assert_frame_equal(again.results, fresh)

@@ -14,6 +14,10 @@ from pathlib import Path
 
 from lesample.registry import Study
 
+#: Seeds per target and sampler by default: one for a quick look, three for the verdicts
+#: (a 95% interval over seeds).
+SEEDS = {"quick": 1, "full": 3}
+
 
 def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None,
         executor=None) -> Path:
@@ -26,7 +30,7 @@ def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None,
     # Seed-major order: an interrupted run has every sampler on every target for its first
     # seeds.
     cells = [dict(target=t, sampler=s, seed=seed, mode=mode, version=2)
-             for seed in range(seeds or 1) for s in SAMPLERS for t in GYM_TARGETS]
+             for seed in range(seeds or SEEDS[mode]) for s in SAMPLERS for t in GYM_TARGETS]
     # Every cell times its sampler (ESS per second): each runs alone, one at a time.
     grid_run = run_grid(out_dir / "cells", cells, run_cell, executor=executor,
                         progress=progress, desc="gym", at_once=1)
