@@ -228,3 +228,62 @@ def test_until_stops_early_and_a_later_call_goes_on_exactly(digits, tmp_path):
     resumed = fit(config, digits, checkpoint=ckpt)
     assert_same_params(resumed.params, whole.params)
     assert resumed.history[METRICS].equals(whole.history[METRICS])
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(algo="sgd", gamma="auto"), "`gamma` may be 'auto' for entropy_sgd and hj only"),
+    (dict(algo="hj", gamma="adaptive"), "`gamma` may be 'auto'"),
+    (dict(algo="hj", tolerance=0.1), "`tolerance` .* for entropy_sgd only"),
+    (dict(algo="entropy_sgd", tolerance=0.0), "`tolerance` .* a number > 0"),
+])
+def test_self_tuning_options_are_refused_where_they_do_not_apply(kw, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kw)
+
+
+@pytest.mark.parametrize("algo", ["entropy_sgd", "hj"])
+def test_auto_scope_steps_as_the_scope_times_the_schedule(algo):
+    """``_scaled`` with ``learning_rate=None`` is ``eta = s(n) gamma_n``: on a fixed scope it
+    gives the updates of the optimiser built with that ``eta``, across a drop of ``s``."""
+    from lesample import optim
+    from lesample.train.algorithms import _scaled
+
+    gamma, s = 0.5, lr_schedule(1.0, steps_per_epoch=1, drop_every=2, epochs=4)
+    make = optim.entropy_sgd if algo == "entropy_sgd" else optim.hj
+    scaled = _scaled(make(None, gamma, num_steps=3, seed=1), s)
+    direct = make(lambda n: s(n) * gamma, gamma, num_steps=3, seed=1)
+
+    def grad_fn(p, batch):
+        return jax.tree_util.tree_map(lambda u: u**3 - u + batch, p)
+
+    params = {"w": jnp.linspace(-1.0, 1.0, 5)}
+    states = [scaled.init(params), direct.init(params)]
+    ps = [params, params]
+    for _ in range(4):  # steps 0-3: s drops from 1 to 0.2 at step 2
+        out = []
+        for i, tx in enumerate((scaled, direct)):
+            u, states[i] = tx.update(params, states[i], ps[i], grad_fn=grad_fn,
+                                     batches=jnp.full((3, 5), 0.1))
+            ps[i] = optax_apply(ps[i], u)
+            out.append(u)
+        np.testing.assert_allclose(out[0]["w"], out[1]["w"], rtol=1e-6, atol=1e-7)
+
+
+def optax_apply(p, u):
+    import optax
+
+    return optax.apply_updates(p, u)
+
+
+def test_fit_with_auto_scope_and_adaptive_inner_loop_counts_what_it_spends(digits):
+    """``gamma="auto"`` and a tolerance train (finite losses) and the effective epochs count
+    the gradients actually spent: fewer than ``L`` per update with a loose tolerance, plus
+    the curvature's Hessian-vector products (two gradients each)."""
+    history = fit(tiny(gamma="auto", tolerance=0.5, epochs=1), digits).history
+    row = history.iloc[-1]
+    assert np.isfinite(row.train_loss) and np.isfinite(row.val_error)
+    from lesample.train.algorithms import ADAPTIVE_CHUNK
+
+    L, lanczos = ALGORITHMS["entropy_sgd"].num_grads, 10
+    inner = row.num_grads / row.outer_steps - 2 * lanczos  # per update, one chain
+    assert 4 * ADAPTIVE_CHUNK <= inner < L

@@ -24,8 +24,8 @@ from jax.flatten_util import ravel_pytree
 
 from lesample.adaptation import hvp, lanczos_extremes
 
-__all__ = ["AutoScope", "ScopeState", "auto_scope_init", "auto_scope_update", "min_curvature",
-           "resolve_auto", "scope_regime"]
+__all__ = ["AutoScope", "ScopeState", "auto_scope_init", "auto_scope_update",
+           "curvature_extremes", "inner_step", "min_curvature", "resolve_auto", "scope_regime"]
 
 
 class ScopeState(NamedTuple):
@@ -39,10 +39,10 @@ class ScopeState(NamedTuple):
     num_hvps: jax.Array
 
 
-def min_curvature(grad_fn, params, key, batch=None, *, num_lanczos: int = 10):
-    """``(lambda_min, hvps)``: the smallest Ritz value of ``num_lanczos`` Lanczos steps on
-    HVPs of ``grad_fn(params, batch)`` (``grad_fn(params)`` when ``batch`` is None) —
-    an upper bound of the smallest eigenvalue of the (mini-batch) Hessian."""
+def curvature_extremes(grad_fn, params, key, batch=None, *, num_lanczos: int = 10):
+    """``(lambda_min, lambda_max, hvps)``: the extreme Ritz values of ``num_lanczos``
+    Lanczos steps on HVPs of ``grad_fn(params, batch)`` (``grad_fn(params)`` when ``batch``
+    is None), which lie inside the spectrum of the (mini-batch) Hessian."""
     flat, unravel = ravel_pytree(params)
 
     def grad(p, b):
@@ -51,9 +51,22 @@ def min_curvature(grad_fn, params, key, batch=None, *, num_lanczos: int = 10):
     def matvec(v):
         return ravel_pytree(hvp(grad, params, unravel(v), batch))[0]
 
-    lo, _, k = lanczos_extremes(matvec, jax.random.normal(key, flat.shape, flat.dtype),
-                                num_lanczos)
+    return lanczos_extremes(matvec, jax.random.normal(key, flat.shape, flat.dtype),
+                            num_lanczos)
+
+
+def min_curvature(grad_fn, params, key, batch=None, *, num_lanczos: int = 10):
+    """``(lambda_min, hvps)`` of :func:`curvature_extremes`: an upper bound of the smallest
+    eigenvalue of the (mini-batch) Hessian."""
+    lo, _, k = curvature_extremes(grad_fn, params, key, batch, num_lanczos=num_lanczos)
     return lo, k
+
+
+def inner_step(step_size, lambda_max, gamma):
+    """The inner step under an automatic scope: ``step_size``, at most ``1 / (lambda_max +
+    1/gamma)``, half the gradient-descent stability limit of ``H`` (a small scope couples
+    the chain to ``x`` strongly, and a fixed step would make the inner loop blow up)."""
+    return jnp.minimum(step_size, 1.0 / (jnp.maximum(lambda_max, 0.0) + 1.0 / gamma))
 
 
 def _check(gamma_max, margin, decay):
@@ -79,8 +92,12 @@ def auto_scope_update(state: ScopeState, grad_fn, params, key, batch=None, *,
     _check(gamma_max, margin, decay)
     lam, k = min_curvature(grad_fn, params, key, batch, num_lanczos=num_lanczos)
     kappa = jnp.maximum(decay * state.neg_curvature, jnp.maximum(-lam, 0.0))
-    gamma = jnp.minimum(gamma_max, 1.0 / jnp.maximum((1.0 + margin) * kappa, 1e-30))
-    return ScopeState(gamma, kappa, lam, state.num_hvps + k)
+    return ScopeState(_scope(kappa, gamma_max, margin), kappa, lam, state.num_hvps + k)
+
+
+def _scope(kappa, gamma_max, margin):
+    """``min(gamma_max, 1 / ((1 + margin) kappa))``."""
+    return jnp.minimum(gamma_max, 1.0 / jnp.maximum((1.0 + margin) * kappa, 1e-30))
 
 
 def scope_regime(grad_fn, y, gamma, key, batch=None, *, num_lanczos: int = 10):
@@ -94,7 +111,8 @@ def scope_regime(grad_fn, y, gamma, key, batch=None, *, num_lanczos: int = 10):
 class AutoScope:
     """``gamma="auto"`` in an optimiser: at every update, ``gamma`` from the curvature of the
     mini-batch loss at the outer iterate (the first gradient input of the update),
-    ``min(gamma_max, 1/((1 + margin) max(-lambda_min, 0)))``; ``num_lanczos`` HVPs each,
+    ``min(gamma_max, 1/((1 + margin) max(-lambda_min, 0)))``, and the largest curvature
+    ``lambda_max`` of the same Lanczos run (for :func:`inner_step`); ``num_lanczos`` HVPs,
     counted as two gradients each by the optimiser."""
 
     def __init__(self, gamma_max: float = 1.0, margin: float = 0.5, num_lanczos: int = 10):
@@ -104,11 +122,11 @@ class AutoScope:
         self.gamma_max, self.margin, self.num_lanczos = float(gamma_max), float(margin), num_lanczos
 
     def gamma(self, grad_fn, params, grad_input, key):
-        """``(gamma, hvps)`` at ``params``; ``grad_input`` None for a full-batch gradient."""
-        state = auto_scope_update(auto_scope_init(self.gamma_max), grad_fn, params, key,
-                                  grad_input, gamma_max=self.gamma_max, margin=self.margin,
-                                  decay=0.0, num_lanczos=self.num_lanczos)
-        return state.gamma, state.num_hvps
+        """``(gamma, lambda_max, hvps)`` at ``params``; ``grad_input`` None for a full-batch
+        gradient."""
+        lo, hi, k = curvature_extremes(grad_fn, params, key, grad_input,
+                                       num_lanczos=self.num_lanczos)
+        return _scope(jnp.maximum(-lo, 0.0), self.gamma_max, self.margin), hi, k
 
 
 def resolve_auto(gamma, coupling, options: dict | None) -> AutoScope | None:

@@ -15,7 +15,7 @@ import jax
 import optax
 
 from lesample.checks import check_int, check_schedule, check_scope
-from lesample.optim._auto_scope import resolve_auto
+from lesample.optim._auto_scope import inner_step, resolve_auto
 from lesample.optim._base import (
     OptimState,
     check_momentum,
@@ -67,7 +67,8 @@ def entropy_sgd(
       gamma: the scope > 0, a float or a schedule (e.g. ``scoping(gamma_0, gamma_1)``),
         or ``"auto"`` (Remark 6, docs/adaptation.md: at every update, from the loss's most
         negative curvature at ``x``; options ``auto_scope={gamma_max, margin,
-        num_lanczos}``; its HVPs count as two gradients each in ``num_grads``);
+        num_lanczos}``; its HVPs count as two gradients each in ``num_grads``; the inner
+        step is then at most ``1/(lambda_max + 1/gamma)``, from the same Lanczos run);
         or give ``coupling = 1/gamma`` (float or schedule) instead, never both.
       num_steps: ``L``, inner steps per update (including ``burn_in``).
       step_size: the inner step ``eta'``.
@@ -124,18 +125,20 @@ def entropy_sgd(
         del grads
         grad_inputs, noise_key, rng = step_inputs(key, batches, state.rng, inner.num_steps)
         if auto is None:
-            gamma_n, hvps = evaluate(gamma_s, state.count), 0
+            gamma_n, hvps, step = evaluate(gamma_s, state.count), 0, None
         else:
             first = jax.tree_util.tree_map(lambda u: u[0], grad_inputs) if grad_fn else None
-            gamma_n, hvps = auto.gamma(grad_fn or jax.grad(loss_fn), params, first,
-                                       jax.random.fold_in(noise_key, 1))
+            gamma_n, lam_max, hvps = auto.gamma(grad_fn or jax.grad(loss_fn), params, first,
+                                                jax.random.fold_in(noise_key, 1))
+            step = inner_step(inner.step_size, lam_max, gamma_n)
         if inner.tolerance is None:
             mean, n = inner.mean(params, gamma_n, grad_inputs, noise_key, grad_fn=grad_fn,
-                                 loss_fn=loss_fn)
+                                 loss_fn=loss_fn, step_size=step)
             steps = None  # the wrapper adds num_steps
         else:
             mean, n, spent = inner.stopped_mean(params, gamma_n, grad_inputs, noise_key,
-                                                grad_fn=grad_fn, loss_fn=loss_fn)
+                                                grad_fn=grad_fn, loss_fn=loss_fn,
+                                                step_size=step)
             steps = state.inner_steps + spent
         g = jax.tree_util.tree_map(lambda u, m: (u - m) / gamma_n, params, mean)
         eta = gamma_n if lr is None else evaluate(lr, state.count)

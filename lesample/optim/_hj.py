@@ -25,7 +25,7 @@ import optax
 from lesample import tree
 from lesample.checks import check_int, check_positive, check_schedule, check_scope
 from lesample.estimators import LastIterate
-from lesample.optim._auto_scope import resolve_auto
+from lesample.optim._auto_scope import inner_step, resolve_auto
 from lesample.optim._base import (
     OptimState,
     check_momentum,
@@ -64,7 +64,8 @@ def hj(
         ``eta = gamma``, the proximal step ``x <- y_L`` (form "rho", momentum 0).
       gamma: the scope > 0, float or schedule; or ``"auto"`` (Remark 6, as
         ``entropy_sgd``'s: from the mini-batch loss's most negative curvature at ``x`` at
-        every update, options ``auto_scope``, HVPs counted as two gradients each); or
+        every update, options ``auto_scope``, HVPs counted as two gradients each, the step
+        ``h`` capped as ``entropy_sgd``'s); or
         ``coupling = 1/gamma``, never both.
       num_steps: ``L`` (default 5), gradient evaluations per update.
       step_size: the inner step ``h`` (stable below ``2 / (lambda_max(f'') + 1/gamma)``).
@@ -94,7 +95,7 @@ def hj(
                       noise="gaussian", alpha=0.75, estimator="last", num_chains=1, burn_in=0,
                       sampler_options=None, unroll=unroll)
 
-    def rho2_gradient(x, gamma_n, grad_inputs, grad_fn):
+    def rho2_gradient(x, gamma_n, grad_inputs, grad_fn, step):
         """Eq. (34): descent on H2(z) = f(x - z) + |z|^2/(2 gamma) from z = 0."""
         z = tree.zeros_like(x)
         if num_steps > 1:
@@ -103,7 +104,7 @@ def hj(
                 return jax.tree_util.tree_map(lambda gi, zi: zi / gamma_n - gi, g, z)
 
             head = jax.tree_util.tree_map(lambda u: u[:-1], grad_inputs)
-            trace = run_chains(descent.hj(grad_H2, step_size), jax.random.key(0), z,
+            trace = run_chains(descent.hj(grad_H2, step), jax.random.key(0), z,
                                num_steps=num_steps - 1, batches=head, estimator=LastIterate(),
                                keep_draws=False, unroll=inner.unroll)
             z = jax.tree_util.tree_map(lambda u, v: u[0].astype(v.dtype), trace.estimate, x)
@@ -114,15 +115,18 @@ def hj(
         del grads, loss_fn
         grad_inputs, noise_key, rng = step_inputs(key, batches, state.rng, num_steps)
         if auto is None:
-            gamma_n, hvps = evaluate(gamma_s, state.count), 0
+            gamma_n, hvps, step = evaluate(gamma_s, state.count), 0, step_size
         else:
             first = jax.tree_util.tree_map(lambda u: u[0], grad_inputs)
-            gamma_n, hvps = auto.gamma(grad_fn, params, first, jax.random.fold_in(noise_key, 1))
+            gamma_n, lam_max, hvps = auto.gamma(grad_fn, params, first,
+                                                jax.random.fold_in(noise_key, 1))
+            step = inner_step(step_size, lam_max, gamma_n)
         if form == "rho":
-            mean, _ = inner.mean(params, gamma_n, grad_inputs, noise_key, grad_fn=grad_fn)
+            mean, _ = inner.mean(params, gamma_n, grad_inputs, noise_key, grad_fn=grad_fn,
+                                 step_size=step)
             g = jax.tree_util.tree_map(lambda u, m: (u - m) / gamma_n, params, mean)
         else:
-            g = rho2_gradient(params, gamma_n, grad_inputs, grad_fn)
+            g = rho2_gradient(params, gamma_n, grad_inputs, grad_fn, step)
         eta = gamma_n if lr is None else evaluate(lr, state.count)
         updates, m = outer_step(g, state, eta, momentum, nesterov)
         n = state.num_grads + jnp.asarray(num_steps, jnp.int32) + 2 * hvps

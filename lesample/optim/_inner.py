@@ -78,12 +78,16 @@ class InnerLoop:
 
         return LocalEntropyTarget(no_value, grad_H, no_value, no_value, x, gamma, self.beta)
 
-    def mean(self, x, gamma, grad_inputs, noise_key, *, grad_fn=None, loss_fn=None):
+    def mean(self, x, gamma, grad_inputs, noise_key, *, grad_fn=None, loss_fn=None,
+             step_size=None):
         """``(<y>, num_grads)``: the chain mean of the estimates of ``E_rho[y]``, chains
         started at ``x``; ``grad_inputs`` (leading axis ``num_steps``) feed ``grad_fn``.
-        ``num_grads`` counts the kernels' initial gradients too."""
+        ``num_grads`` counts the kernels' initial gradients too. ``step_size``: this
+        update's step, if not the loop's (an automatic scope's :func:`inner_step`)."""
         target = self.target(x, gamma, grad_fn, loss_fn)
-        kernel = build_sampler(self.kernel, target, self.step_size, **self.options)
+        kernel = build_sampler(self.kernel, target,
+                               self.step_size if step_size is None else step_size,
+                               **self.options)
         out = estimate_mean(
             kernel, self.estimator, x, noise_key, self.num_steps, num_chains=self.num_chains,
             burn_in=self.burn_in, batches=grad_inputs if self.minibatch else None,
@@ -92,12 +96,16 @@ class InnerLoop:
         n = out.num_grads + self.num_chains * self.init_grads
         return out.mean, jnp.asarray(n, jnp.int32)
 
-    def stopped_mean(self, x, gamma, grad_inputs, noise_key, *, grad_fn=None, loss_fn=None):
+    def stopped_mean(self, x, gamma, grad_inputs, noise_key, *, grad_fn=None, loss_fn=None,
+                     step_size=None):
         """``(<y>, num_grads, L)`` of ``lesample.stopping.adaptive_mean``: chunks of
         ``chunk`` steps until the batch-means error of ``<y>`` is below ``tolerance`` of
-        ``|x - <y>|``, at most ``num_steps``; ``L`` is the number of steps it spent."""
+        ``|x - <y>|``, at most ``num_steps``; ``L`` is the number of steps it spent.
+        ``step_size`` as in :meth:`mean`."""
         target = self.target(x, gamma, grad_fn, loss_fn)
-        kernel = build_sampler(self.kernel, target, self.step_size, **self.options)
+        kernel = build_sampler(self.kernel, target,
+                               self.step_size if step_size is None else step_size,
+                               **self.options)
         out = adaptive_mean(kernel, x, noise_key, tol=self.tolerance, max_steps=self.num_steps,
                             chunk=self.chunk, num_chains=self.num_chains,
                             batches=grad_inputs if self.minibatch else None)

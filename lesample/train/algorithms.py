@@ -44,11 +44,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import jax
 import optax
 
 from lesample import optim
 
-__all__ = ["ALGORITHMS", "Algorithm", "canonical_algorithm", "lr_schedule", "make_optimizer"]
+__all__ = ["ADAPTIVE_L", "ALGORITHMS", "AUTO_SCOPE", "Algorithm", "canonical_algorithm",
+           "check_self_tuning", "lr_schedule", "make_optimizer"]
 
 
 @dataclass(frozen=True)
@@ -97,17 +99,60 @@ def lr_schedule(lr: float, steps_per_epoch: int, drop_every: float, epochs: int)
     return optax.piecewise_constant_schedule(lr, boundaries)
 
 
+#: The algorithms that take ``gamma="auto"`` (the scope from the loss's curvature) and a
+#: ``tolerance`` (the adaptive inner loop), docs/adaptation.md.
+AUTO_SCOPE = ("entropy_sgd", "hj")
+ADAPTIVE_L = ("entropy_sgd",)
+#: Inner steps per batch mean of the adaptive inner loop: with at least 4 batches it may
+#: stop after 8 of Entropy-SGD's ``L = 20`` steps.
+ADAPTIVE_CHUNK = 2
+
+
+def check_self_tuning(algo: str, gamma, tolerance) -> None:
+    """Refuse ``gamma="auto"`` or a ``tolerance`` for an algorithm that has none."""
+    name = canonical_algorithm(algo)
+    if isinstance(gamma, str) and (gamma != "auto" or name not in AUTO_SCOPE):
+        raise ValueError(f"`gamma` may be 'auto' for {' and '.join(AUTO_SCOPE)} only (a "
+                         f"number otherwise); got gamma={gamma!r} for {name!r}")
+    if tolerance is not None and (name not in ADAPTIVE_L or not tolerance > 0):
+        raise ValueError(f"`tolerance` (the adaptive inner loop) is a number > 0 for "
+                         f"{' and '.join(ADAPTIVE_L)} only; got tolerance={tolerance!r} "
+                         f"for {name!r}")
+
+
+def _scaled(tx: optax.GradientTransformationExtraArgs, schedule
+            ) -> optax.GradientTransformationExtraArgs:
+    """``tx``'s updates times ``schedule(count)`` (``count``: the outer steps before this
+    one). The optimisers' outer step is ``-eta`` times a direction that does not depend on
+    ``eta``, so for ``learning_rate=None`` (``eta = gamma_n``) this is exactly ``eta =
+    schedule(n) gamma_n``: the hand-set scope's rule for a scope known only at the update."""
+
+    def update(updates, state, params=None, **extra):
+        scale = schedule(state.count)
+        out, state = tx.update(updates, state, params, **extra)
+        return jax.tree_util.tree_map(lambda u: (scale * u).astype(u.dtype), out), state
+
+    return optax.GradientTransformationExtraArgs(tx.init, update)
+
+
 def make_optimizer(algo: str, *, steps_per_epoch: int, epochs: int, drop_every: float = 60,
                    seed: int = 0, noise: str = "gaussian", lr: float | None = None,
-                   gamma: float | None = None, unroll: int | bool = 1,
-                   replicas: int | None = None,
+                   gamma: float | str | None = None, tolerance: float | None = None,
+                   unroll: int | bool = 1, replicas: int | None = None,
                    mesh=None) -> optax.GradientTransformationExtraArgs:
     """The ``lesample.optim`` transformation of ``algo`` with the settings of the module
     docstring; ``lr`` and ``gamma`` override the defaults; ``noise`` is Entropy-SGD's
     Langevin noise ("gaussian" or "rademacher"); ``seed`` seeds the optimiser's own noise;
     ``unroll`` is the inner loop's (``lesample.optim.entropy_sgd``); ``replicas`` (``n``,
-    default the algorithm's) and ``mesh`` are the replica algorithms'."""
+    default the algorithm's) and ``mesh`` are the replica algorithms'.
+
+    ``gamma="auto"`` (``AUTO_SCOPE``): the scope from the mini-batch loss's most negative
+    curvature at every update (Remark 6), at most the algorithm's initial scope, with
+    ``eta = lr s(e) gamma_n`` as for the hand-set scope; ``tolerance`` (``ADAPTIVE_L``):
+    the adaptive inner loop, from 4 to the algorithm's ``L`` steps, in chunks of
+    ``ADAPTIVE_CHUNK`` (docs/adaptation.md)."""
     spec = ALGORITHMS[canonical_algorithm(algo)]
+    check_self_tuning(spec.name, gamma, tolerance)
     base = lr_schedule(spec.lr if lr is None else lr, steps_per_epoch, drop_every, epochs)
     # rho such that the pull per round eta/rho is s(e) c (module docstring)
     rho_per_eta = (spec.lr if lr is None else lr) / (
@@ -117,12 +162,19 @@ def make_optimizer(algo: str, *, steps_per_epoch: int, epochs: int, drop_every: 
     if spec.name == "elastic_sgd":
         return optim.elastic_sgd(base, rho_per_eta, momentum=MOMENTUM, seed=seed,
                                  mesh=mesh)
+    common = dict(num_steps=spec.num_grads, momentum=MOMENTUM, seed=seed, unroll=unroll)
+    if gamma == "auto":
+        common |= dict(gamma="auto", auto_scope=dict(gamma_max=spec.gamma))
+        if spec.name == "entropy_sgd":
+            return _scaled(optim.entropy_sgd(None, noise=noise, tolerance=tolerance,
+                                             chunk=ADAPTIVE_CHUNK, **common), base)
+        return _scaled(optim.hj(None, **common), base)
     scope = optim.scoping(spec.gamma if gamma is None else gamma, SCOPING)
     eta = (lambda n: base(n) * scope(n)) if spec.local_entropy else base
-    common = dict(gamma=scope, num_steps=spec.num_grads, momentum=MOMENTUM, seed=seed,
-                  unroll=unroll)
+    common["gamma"] = scope
     if spec.name == "entropy_sgd":
-        return optim.entropy_sgd(eta, noise=noise, **common)
+        return optim.entropy_sgd(eta, noise=noise, tolerance=tolerance,
+                                 chunk=ADAPTIVE_CHUNK, **common)
     if spec.name == "parle":
         return optim.parle(eta, rho=lambda n: scope(n) * rho_per_eta, noise=noise,
                            mesh=mesh, **common)

@@ -49,7 +49,12 @@ from lesample.nets import MODELS, FunctionalModel, functional
 from lesample.noise import check_noise
 from lesample.optim import replica_mean, replicate
 from lesample.samplers import DivergenceError
-from lesample.train.algorithms import ALGORITHMS, canonical_algorithm, make_optimizer
+from lesample.train.algorithms import (
+    ALGORITHMS,
+    canonical_algorithm,
+    check_self_tuning,
+    make_optimizer,
+)
 from lesample.train.checkpoint import resume_checkpoint, save_checkpoint
 from lesample.train.step import chunked, make_evaluate, make_step, recalibrate
 
@@ -69,7 +74,11 @@ class TrainConfig:
       seed: seeds the weights, the mini-batches, dropout and the optimiser's noise.
       noise: Entropy-SGD's Langevin noise, "gaussian" or "rademacher" (``lesample.noise``).
       drop_every: the learning rate drops by 5x every ``drop_every`` effective epochs.
-      lr, gamma: override the algorithm's reference learning rate and initial scope.
+      lr, gamma: override the algorithm's reference learning rate and initial scope;
+        ``gamma="auto"`` (entropy_sgd, hj): the scope from the loss's curvature at every
+        update instead of the hand-set scoping (``lesample.train.make_optimizer``).
+      tolerance: entropy_sgd's adaptive inner loop (at most ``L`` steps; None: ``L``
+        every update). Effective epochs count the gradients actually spent.
       eval_rows: training rows (a fixed random subset) for the BatchNorm statistics and
         the training loss.
       eval_chunk: rows per evaluation chunk.
@@ -88,7 +97,8 @@ class TrainConfig:
     noise: str = "gaussian"
     drop_every: float = 60
     lr: float | None = None
-    gamma: float | None = None
+    gamma: float | str | None = None
+    tolerance: float | None = None
     eval_rows: int = 5000
     eval_chunk: int = 1000
     unroll: bool = False
@@ -106,6 +116,7 @@ class TrainConfig:
                     or self.replicas < 1:
                 raise ValueError(f"`replicas` must be an integer >= 1; got {self.replicas!r}")
         check_noise(self.noise)
+        check_self_tuning(self.algo, self.gamma, self.tolerance)
         if not isinstance(self.unroll, bool):
             raise TypeError(f"`unroll` must be True or False; got {self.unroll!r}")
         for name in ("epochs", "batch_size", "eval_rows", "eval_chunk"):
@@ -210,7 +221,8 @@ def fit(config: TrainConfig, data: Dataset, *, checkpoint: str | os.PathLike | N
     multi = mesh is not None and jax.process_count() > 1
     tx = make_optimizer(config.algo, steps_per_epoch=steps, epochs=config.epochs,
                         drop_every=config.drop_every, seed=config.seed, noise=config.noise,
-                        lr=config.lr, gamma=config.gamma, unroll=config.unroll or 1,
+                        lr=config.lr, gamma=config.gamma, tolerance=config.tolerance,
+                        unroll=config.unroll or 1,
                         replicas=replicas, mesh=mesh)
     params = fm.params if replicas is None else replicate(fm.params, replicas)
     params = jax.tree_util.tree_map(jnp.copy, params)  # the step donates its input
@@ -221,7 +233,9 @@ def fit(config: TrainConfig, data: Dataset, *, checkpoint: str | os.PathLike | N
     resumed = None if checkpoint is None else resume_checkpoint(checkpoint, state)
     if resumed is not None:
         state, header = resumed
-        if {"replicas": None, **header["config"]} != dataclasses.asdict(config):
+        # fields added since a checkpoint was written take their defaults
+        if {"replicas": None, "tolerance": None, **header["config"]} != \
+                dataclasses.asdict(config):
             raise ValueError(f"checkpoint {checkpoint} belongs to another run: "
                              f"{header['config']} (this run: {dataclasses.asdict(config)}).")
         start, history = header["epoch"], header["history"]
