@@ -75,3 +75,13 @@ def test_equal_time_fit_restarts_baselines_within_our_budget():
     assert out.loc["ours (random)"].runs == 8 and out.loc["KMeans (k-means++)"].runs == 4
     assert out.loc["ours (random)"].pct_global == pytest.approx(100 * (1 - 0.75 ** 8))
     assert out.loc["KMeans (k-means++)"].pct_global == pytest.approx(100 * (1 - 0.5 ** 4))
+
+
+def test_instances_option_picks_a_part_of_the_grid_in_the_mode_order():
+    from studies.kmeans import INSTANCES, LARGE, STUDY, chosen_instances
+
+    assert chosen_instances("full") == list(INSTANCES + LARGE)
+    assert chosen_instances("full", "talk, unequal") == ["unequal", "talk"]
+    with pytest.raises(ValueError, match="`instances`: choose from unequal, pair, talk, groups"
+                                         " in quick mode"):
+        STUDY.validate("quick", {"instances": "scale"})

@@ -87,6 +87,26 @@ def grid(mode: str, seeds: int | None = None) -> tuple[int, int]:
     return trials, 50 if quick else 200
 
 
+def chosen_instances(mode: str, instances: str | None = None) -> list[str]:
+    """The mode's instances, or those named in ``instances`` (comma-separated, in the
+    mode's order): ``-O instances=unequal,pair`` runs a part of the grid."""
+    allowed = MODE_INSTANCES[mode]
+    if instances is None:
+        return list(allowed)
+    names = [n.strip() for n in str(instances).split(",") if n.strip()]
+    bad = [n for n in names if n not in allowed]
+    if bad or not names:
+        raise ValueError(f"`instances`: choose from {', '.join(allowed)} in {mode} mode "
+                         f"(comma-separated); got {instances!r}")
+    return [n for n in allowed if n in names]
+
+
+def check(mode: str, *, seeds: int | None = None, instances: str | None = None) -> None:
+    """Refuse bad options before any work starts."""
+    grid(mode, seeds)
+    chosen_instances(mode, instances)
+
+
 def reference(cell: dict):
     """The best-known minimum of a reference cell (module level: workers import it)."""
     from studies.kmeans.cells import best_known
@@ -95,14 +115,14 @@ def reference(cell: dict):
 
 
 def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None,
-        executor=None) -> Path:
+        instances: str | None = None, executor=None) -> Path:
     from lesample.executor import run_grid
     from lesample.store import publish, write_csv
     from studies.kmeans.cells import run_cell
     from studies.kmeans.report import write_report
 
     trials, restarts = grid(mode, seeds)
-    instances = MODE_INSTANCES[mode]
+    instances = chosen_instances(mode, instances)
     ref_cells = [dict(kind="reference", instance=i, instance_seed=0,
                       restarts=restarts if i in INSTANCES else 10, version=2)
                  for i in instances]
@@ -131,4 +151,4 @@ def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None,
 
 
 STUDY = Study("kmeans", "Local-entropy k-means against Lloyd and mini-batch k-means "
-              "over many random starts", run, order=1, check=grid)
+              "over many random starts", run, order=1, check=check)

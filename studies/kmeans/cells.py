@@ -106,8 +106,8 @@ def _standardise(X: np.ndarray):
 def _ours(method: dict, K: int, X: np.ndarray, trials: int, seed0: int, settings: dict):
     """The trials in chunks of the estimator's ``n_init`` runs, each chunk one call of
     ``kmeans_trials`` exactly as a fit makes it (one compilation serves the fit and the
-    study), compiled before the first timed call. The wall time per run is a warm chunk's time divided by ``n_init``: the cost of
-    a run amortised over the batch a user gets."""
+    study), compiled before the first timed call. The wall time per run is a warm chunk's
+    time divided by ``n_init``: the cost of a run amortised over the batch a user gets."""
     est = LocalEntropyKMeans(K, init=method["init"], **settings)
     s = {k: v for k, v in est.resolved_params().items() if k in _TRIAL_ARGS | {"n_init"}}
     n = s.pop("n_init")
