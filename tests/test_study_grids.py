@@ -129,3 +129,33 @@ def test_deepnets_stopped_run_resumes_with_nothing_lost_or_duplicated(deepnet_ru
     assert again == first.sort_values("algo").train_seconds.tolist()
     assert execution.resumed == 2 and len(bn) == 2
     assert len(CellStore(tmp_path / "cells")) == 6  # 2 cells x (2 rounds + BatchNorm)
+
+
+def test_deepnets_self_tuning_options_go_to_the_algorithms_that_take_them(tmp_path,
+                                                                          monkeypatch):
+    """``-O gamma=auto -O tolerance=...``: Entropy-SGD gets both, HJ the scope, SGD
+    neither (its cells, and so its checkpoints, are those of a plain run); the runs are
+    named apart in the results, and a bad value is refused before any work starts."""
+    from lesample.data import load_dataset
+    from studies.deepnets import STUDY, plan
+    from studies.deepnets import cells as dn
+
+    _, plain = plan("quick", model="mnistfc", algo="sgd,entropy_sgd,hj")
+    _, tuned = plan("quick", model="mnistfc", algo="sgd,entropy_sgd,hj", gamma="auto",
+                    tolerance=0.2)
+    by_algo = {c["algo"]: c for c in tuned}
+    assert by_algo["sgd"] == next(c for c in plain if c["algo"] == "sgd")
+    assert (by_algo["entropy_sgd"]["gamma"], by_algo["entropy_sgd"]["tolerance"]) == ("auto", 0.2)
+    assert by_algo["hj"]["gamma"] == "auto" and "tolerance" not in by_algo["hj"]
+    assert [dn.variant(c) for c in tuned] == ["sgd", "entropy_sgd+auto+tol", "hj+auto"]
+    with pytest.raises(ValueError, match="`tolerance` .* a number > 0"):
+        STUDY.validate("quick", {"algo": "hj", "tolerance": 0})
+
+    monkeypatch.setattr(dn, "_DATA", {})
+    data = load_dataset("digits", limit=320)
+    cells = [dict(c, epochs=1, batch_size=32, drop_every=1, eval_rows=200) for c in tuned
+             if c["algo"] != "hj"]
+    results, _, _ = dn.run_rounds(cells, data, tmp_path, 1, False,
+                                  lambda results, bn, execution: (results, bn, execution),
+                                  limit=320)
+    assert sorted(results.algo.unique()) == ["entropy_sgd+auto+tol", "sgd"]

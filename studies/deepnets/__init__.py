@@ -52,11 +52,14 @@ def _names(option: str, value, allowed, canonical=str) -> list[str]:
 
 
 def plan(mode: str, *, seeds=None, model=None, algo=None, epochs=None, round_epochs=None,
-         noise: str = "rademacher", replicas=None) -> tuple[dict, list[dict]]:
+         noise: str = "rademacher", replicas=None, gamma=None, tolerance=None
+         ) -> tuple[dict, list[dict]]:
     """``(settings, cells)``: the mode's settings and one cell (a flat dict of JSON values,
-    the arguments of ``lesample.train.TrainConfig``) per model x algorithm x seed."""
+    the arguments of ``lesample.train.TrainConfig``) per model x algorithm x seed.
+    ``gamma="auto"`` and ``tolerance`` go to the algorithms that take them
+    (``cells.with_self_tuning``); their runs are named ``entropy_sgd+auto`` and so on."""
     from lesample.train import canonical_algorithm
-    from studies.deepnets.cells import with_replicas
+    from studies.deepnets.cells import with_replicas, with_self_tuning
 
     settings = dict(MODES[mode])
     if epochs is not None:
@@ -76,7 +79,7 @@ def plan(mode: str, *, seeds=None, model=None, algo=None, epochs=None, round_epo
         for m in _names("model", model, MODELS, str.lower)
         for a in _names("algo", algo, ALGOS, canonical_algorithm)
     ]
-    return settings, with_replicas(cells, replicas)
+    return settings, with_self_tuning(with_replicas(cells, replicas), gamma, tolerance)
 
 
 def check(mode: str, *, data_dir: Path | None = None, **options) -> None:
@@ -91,12 +94,14 @@ def check(mode: str, *, data_dir: Path | None = None, **options) -> None:
 def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None,
         model: str | None = None, algo: str | None = None, data_dir: Path | None = None,
         epochs: int | None = None, round_epochs: int | None = None,
-        noise: str = "rademacher", replicas: int | None = None, executor=None) -> Path:
+        noise: str = "rademacher", replicas: int | None = None, gamma: str | None = None,
+        tolerance: float | None = None, executor=None) -> Path:
     from studies.deepnets.cells import load_data, run_rounds
     from studies.deepnets.report import write_report
 
     settings, cells = plan(mode, seeds=seeds, model=model, algo=algo, epochs=epochs,
-                           round_epochs=round_epochs, noise=noise, replicas=replicas)
+                           round_epochs=round_epochs, noise=noise, replicas=replicas,
+                           gamma=gamma, tolerance=tolerance)
     data = load_data(settings["limit"], data_dir)
     return run_rounds(
         cells, data, out_dir, settings["round_epochs"], progress,

@@ -147,11 +147,12 @@ def run_rounds(cells: list[dict], data: Dataset, out_dir: Path, round_epochs: in
         for cell in todo:
             if store.has(cell):
                 histories[cell["checkpoint"]] = store.load(cell).assign(
-                    dataset=data.name, noise=cell["noise"])
+                    dataset=data.name, noise=cell["noise"], algo=variant(cell))
         for cell in bn_todo:
             if store.has(cell):
-                bn_rows.append(store.load(cell).assign(
-                    **{k: v for k, v in cell.items() if k not in _RUN_KEYS}))
+                bn_rows.append(store.load(cell).assign(**{
+                    **{k: v for k, v in cell.items() if k not in _RUN_KEYS},
+                    "algo": variant(cell)}))
         bn_todo = [dict({k: v for k, v in cell.items() if k not in _RUN_KEYS}, kind="bn",
                         checkpoint=cell["checkpoint"])
                    for cell in todo if cell["until"] >= cell["epochs"]
@@ -167,6 +168,33 @@ def run_rounds(cells: list[dict], data: Dataset, out_dir: Path, round_epochs: in
         execution = GridResult(results, failures, grid.concurrency, grid.executor, resumed)
         out = on_round(results, bn, execution)
     return out
+
+
+def with_self_tuning(cells: list[dict], gamma, tolerance) -> list[dict]:
+    """The cells with ``gamma="auto"`` set on the algorithms that take it and ``tolerance``
+    on those with an adaptive inner loop (``lesample.train``); the others, and every cell
+    when both are None, keep their settings and keys."""
+    from lesample.train.algorithms import ADAPTIVE_L, AUTO_SCOPE, check_self_tuning
+
+    for algo in AUTO_SCOPE:  # refuse a bad value before any work starts
+        check_self_tuning(algo, gamma, tolerance if algo in ADAPTIVE_L else None)
+    out = []
+    for c in cells:
+        extra = {}
+        if gamma is not None and c["algo"] in AUTO_SCOPE:
+            extra["gamma"] = gamma
+        if tolerance is not None and c["algo"] in ADAPTIVE_L:
+            extra["tolerance"] = tolerance
+        out.append(dict(c, **extra))
+    return out
+
+
+def variant(cell: dict) -> str:
+    """The name a cell's algorithm goes by in the results: ``entropy_sgd``, or
+    ``entropy_sgd+auto``, ``entropy_sgd+auto+tol`` for the self-tuned settings, so that they
+    sit beside the hand-set runs in one report."""
+    return cell["algo"] + ("+auto" if cell.get("gamma") == "auto" else "") + (
+        "+tol" if cell.get("tolerance") is not None else "")
 
 
 def with_replicas(cells: list[dict], replicas: int | None) -> list[dict]:

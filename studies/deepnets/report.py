@@ -16,9 +16,13 @@ import pandas as pd
 from lesample.report import NO_INTERVAL, Report, decide, difference_interval, subplots
 from lesample.store import read_csv, write_csv
 
-ALGO_ORDER = ["entropy_sgd", "heat", "hj", "sgd", "parle", "elastic_sgd"]  # Table 1's, then ours
+ALGO_ORDER = ["entropy_sgd", "heat", "hj", "sgd", "parle", "elastic_sgd",  # Table 1's, then ours
+              "entropy_sgd+auto", "entropy_sgd+auto+tol", "entropy_sgd+tol", "hj+auto"]
 LABEL = {"entropy_sgd": "Entropy-SGD", "heat": "HEAT", "hj": "HJ", "sgd": "SGD",
-         "parle": "Parle", "elastic_sgd": "Elastic-SGD"}
+         "parle": "Parle", "elastic_sgd": "Elastic-SGD",
+         "entropy_sgd+auto": "Entropy-SGD, auto scope",
+         "entropy_sgd+auto+tol": "Entropy-SGD, auto scope, adaptive L",
+         "entropy_sgd+tol": "Entropy-SGD, adaptive L", "hj+auto": "HJ, auto scope"}
 PAPER = pd.DataFrame(  # paper Table 1 (MNIST): validation error %, @ effective epochs
     {"entropy_sgd": ["1.08 ± 0.02 @ 120", "0.50 ± 0.01 @ 80"],
      "heat": ["1.13 ± 0.02 @ 200", "0.59 ± 0.02 @ 75"],
@@ -149,7 +153,7 @@ def findings(final, hits_summary, errors: pd.DataFrame, hits: pd.DataFrame) -> l
         if "sgd" not in f.index:
             continue
         s = f.loc["sgd"]
-        for algo in ("entropy_sgd", "hj", "parle", "elastic_sgd"):
+        for algo in [a for a in ALGO_ORDER if a not in ("sgd", "heat")]:
             if algo not in f.index:
                 continue
             a = f.loc[algo]
