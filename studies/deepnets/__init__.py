@@ -11,6 +11,11 @@ LeNet at equal budgets of effective epochs (Remark 22), several seeds, Fashion-M
   budget, ``-O round_epochs=N`` the round length). The cells of a round run on the command
   line's executor (``--workers``, ``--executor``; docs/executors.md).
 
+``-O gamma=auto`` and ``-O tolerance=T`` run Entropy-SGD and HJ with the automatic scope and
+Entropy-SGD with the adaptive inner loop (docs/adaptation.md); their runs are named apart
+(``entropy_sgd+auto+tol``), so that ``python -m studies.deepnets.report DIR --add RUN``
+sets them beside the hand-set runs.
+
 Entropy-SGD's Langevin noise is ``noise="rademacher"`` (random signs with the mean and
 covariance of the Gaussian, ``lesample.noise``), 10-40x cheaper to draw; ``-O
 noise=gaussian`` runs the exact one.
