@@ -577,7 +577,7 @@ def _run(store: CellStore, todo: list[dict], fn, executor: CellExecutor, retries
     in_flight: dict[Future, tuple[dict, int]] = {}
     failed: list[dict] = []
     done = 0
-    lanes = min(at_once or executor.start(), executor.start()) if todo else 0
+    lanes = _limit(executor, at_once) if todo and executor.start() else 0
 
     def give_up_or_retry(cell, error: str):
         key = cell_key(cell)

@@ -235,6 +235,7 @@ def test_until_stops_early_and_a_later_call_goes_on_exactly(digits, tmp_path):
     (dict(algo="hj", gamma="adaptive"), "`gamma` may be 'auto'"),
     (dict(algo="hj", tolerance=0.1), "`tolerance` .* for entropy_sgd only"),
     (dict(algo="entropy_sgd", tolerance=0.0), "`tolerance` .* a number > 0"),
+    (dict(algo="entropy_sgd", tolerance="tight"), "`tolerance` .* a number > 0"),
 ])
 def test_self_tuning_options_are_refused_where_they_do_not_apply(kw, match):
     with pytest.raises(ValueError, match=match):

@@ -114,7 +114,9 @@ def check_self_tuning(algo: str, gamma, tolerance) -> None:
     if isinstance(gamma, str) and (gamma != "auto" or name not in AUTO_SCOPE):
         raise ValueError(f"`gamma` may be 'auto' for {' and '.join(AUTO_SCOPE)} only (a "
                          f"number otherwise); got gamma={gamma!r} for {name!r}")
-    if tolerance is not None and (name not in ADAPTIVE_L or not tolerance > 0):
+    if tolerance is not None and (name not in ADAPTIVE_L or isinstance(tolerance, bool)
+                                  or not isinstance(tolerance, int | float)
+                                  or not tolerance > 0):
         raise ValueError(f"`tolerance` (the adaptive inner loop) is a number > 0 for "
                          f"{' and '.join(ADAPTIVE_L)} only; got tolerance={tolerance!r} "
                          f"for {name!r}")
