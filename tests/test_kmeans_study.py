@@ -85,3 +85,37 @@ def test_instances_option_picks_a_part_of_the_grid_in_the_mode_order():
     with pytest.raises(ValueError, match="`instances`: choose from unequal, pair, talk, groups"
                                          " in quick mode"):
         STUDY.validate("quick", {"instances": "scale"})
+
+
+def test_a_trial_below_the_references_sets_the_best_known_minimum():
+    from studies.kmeans.report import at_best, best_known
+
+    refs = pd.DataFrame(dict(instance=["fashion10", "pair"], energy=[2.0, 1.0]))
+    results = pd.DataFrame(dict(instance=["fashion10", "fashion10", "pair"],
+                                energy=[1.9, 2.0, 1.0], polished=[1.8, 2.0, 1.0]))
+    assert best_known(results, refs).to_dict() == {"fashion10": 1.8, "pair": 1.0}
+    assert at_best(results, refs, "polished").tolist() == [True, False, True]
+
+
+def _large(ours: list[float], kmeans: list[float], best: float = 1.0) -> pd.DataFrame:
+    """Trials on ``scale`` of ours (0.1 s per run) and two baselines (1 s per run)."""
+    rows = [dict(label=lab, energy=e, seconds=s)
+            for lab, es, s in (("ours (random)", ours, 0.1), ("KMeans (k-means++)", kmeans, 1.0),
+                               ("MiniBatch 500 (random)", [best * 1.05] * len(kmeans), 1.0))
+            for e in es]
+    df = pd.DataFrame(rows).assign(instance="scale", misallocated=-1, uncovered=-1)
+    return df.assign(polished=df.energy, trial=df.groupby("label").cumcount())
+
+
+@pytest.mark.parametrize("ours, kmeans, verdict", [
+    ([1.0] * 20, [1.02] * 20, "met"),           # ours always at the minimum, KMeans never
+    ([1.01] * 20, [1.0] * 20, "missed"),        # the reverse
+    ([1.0, 1.01] * 2, [1.0, 1.01] * 2, "not resolved"),
+])
+def test_large_instance_target_is_judged_only_when_resolved(ours, kmeans, verdict):
+    from studies.kmeans.report import equal_time_fit, large_instance_findings
+
+    results = _large(ours, kmeans)
+    refs = pd.DataFrame(dict(instance=["scale"], energy=[1.0], misallocated=0, uncovered=0))
+    (finding,) = large_instance_findings(results, refs, equal_time_fit(results, refs))
+    assert f"Target (lower energy and higher share than both): {verdict} " in finding

@@ -10,7 +10,7 @@ import pandas as pd
 
 from lesample import LocalEntropyKMeans
 from lesample.report import Report, binomial_interval, decide, robust_boxplot, subplots
-from studies.kmeans.instances import make_instance
+from studies.kmeans.instances import LARGE, make_instance
 
 RTOL = 1e-4
 #: Issue 14's targets for one default fit (``n_init`` runs) from random starts: 95% on
@@ -20,11 +20,19 @@ TARGETS = {"pair": 95.0, "talk": 95.0}
 N_INIT = LocalEntropyKMeans().n_init
 
 
+def best_known(results: pd.DataFrame, refs: pd.DataFrame) -> pd.Series:
+    """Per instance, the best-known minimum: the lowest energy of the reference cells and of
+    every trial (final or polished), so a trial that beats the references sets the mark."""
+    found = [refs[["instance", "energy"]]] + [
+        results[["instance", c]].rename(columns={c: "energy"})
+        for c in ("energy", "polished") if c in results]
+    return pd.concat(found).groupby("instance").energy.min()
+
+
 def at_best(results: pd.DataFrame, refs: pd.DataFrame, column: str) -> pd.Series:
     """Per trial: is ``column`` (an energy) within ``RTOL`` (relative) of the instance's
-    best-known minimum?"""
-    best = results.instance.map(refs.groupby("instance").energy.min())
-    return results[column] <= best * (1 + RTOL)
+    best-known minimum (:func:`best_known`)?"""
+    return results[column] <= results.instance.map(best_known(results, refs)) * (1 + RTOL)
 
 
 def summarise(results: pd.DataFrame, refs: pd.DataFrame) -> pd.DataFrame:
@@ -45,8 +53,9 @@ def failure_modes(results: pd.DataFrame, refs: pd.DataFrame) -> pd.DataFrame:
     """Per instance x method, the trials that end outside the global minimum's basin and
     where their centres went (``studies.kmeans.cells.allocation``): % with a centre in the
     wrong group, % with the right count per group but a component without a centre, and %
-    with every component covered."""
-    failed = results[~at_best(results, refs, "polished")]
+    with every component covered. Instances without generating centres (real data,
+    ``misallocated = -1``) are left out."""
+    failed = results[~at_best(results, refs, "polished") & (results.misallocated >= 0)]
     wrong_group = failed.misallocated > 0
     within = ~wrong_group & (failed.uncovered > 0)
     out = failed.assign(wrong_group=wrong_group, within_group=within,
@@ -90,7 +99,7 @@ def equal_time_fit(results: pd.DataFrame, refs: pd.DataFrame, n_init: int = N_IN
     fits at the best-known minimum, ``1 - (1 - p)^n`` from the single-run share ``p``, and
     the expected best energy of ``n`` runs (:func:`best_of`), relative to the best known."""
     df = results.assign(at_min=at_best(results, refs, "energy"))
-    best = refs.groupby("instance").energy.min()
+    best = best_known(results, refs)
     rows = []
     for inst, g in df.groupby("instance", sort=False):
         budget = n_init * g[g.label == "ours (random)"].seconds.median()
@@ -103,6 +112,72 @@ def equal_time_fit(results: pd.DataFrame, refs: pd.DataFrame, n_init: int = N_IN
                              pct_global=100 * (1 - (1 - p) ** n),
                              mean_rel=best_of(m.energy, n) / best[inst]))
     return pd.DataFrame(rows)
+
+
+def _share_of_runs(at_min: pd.Series, runs: int) -> tuple[float, float, float]:
+    """The share (%) of ``runs`` restarts with at least one at the minimum, ``1 - (1 -
+    p)^runs``, at the single-run share's estimate and exact 95% interval ``(est, lo, hi)``."""
+    i = binomial_interval(int(at_min.sum()), len(at_min))
+    return tuple(100 * (1 - (1 - p) ** runs) for p in (i.estimate, i.lo, i.hi))
+
+
+def _best_of_difference(a: np.ndarray, n: int, b: np.ndarray, m: int, reps: int = 4000):
+    """95% bootstrap interval (trials resampled, fixed seed) of ``best_of(a, n) -
+    best_of(b, m)``: the expected best energy of ``n`` runs of one method less that of ``m``
+    runs of another."""
+    rng = np.random.default_rng(0)
+    diffs = [best_of(rng.choice(a, len(a)), n) - best_of(rng.choice(b, len(b)), m)
+             for _ in range(reps)]
+    return np.percentile(diffs, [2.5, 97.5])
+
+
+def large_instance_findings(results: pd.DataFrame, refs: pd.DataFrame,
+                            fits: pd.DataFrame) -> list[str]:
+    """Issue 14's target on the large instances: at the wall time of one default fit, ours
+    reaches a lower expected best energy and a higher share at the best-known minimum than
+    restarted ``KMeans`` (k-means++) and ``MiniBatchKMeans`` (its setting with the lowest
+    expected best energy); a comparison says lower or higher only when its interval resolves
+    it. Then where our runs end."""
+    df = results.assign(at_min=at_best(results, refs, "energy"))
+    best = best_known(results, refs)
+    out = []
+    for inst in [i for i in dict.fromkeys(df.instance) if i in LARGE]:
+        g, f = df[df.instance == inst], fits[fits.instance == inst].set_index("label")
+        ours = g[g.label == "ours (random)"]
+        minibatch = f[f.index.str.startswith("MiniBatch")].mean_rel
+        if ours.empty or "KMeans (k-means++)" not in f.index or minibatch.empty:
+            continue
+        mine = _share_of_runs(ours.at_min, N_INIT)
+        parts, verdicts = [], []
+        for lab in ("KMeans (k-means++)", minibatch.idxmin()):
+            base = g[g.label == lab]
+            theirs = _share_of_runs(base.at_min, f.runs[lab])
+            share = ("higher" if mine[1] > theirs[2] else "lower" if mine[2] < theirs[1]
+                     else "not resolved")
+            lo, hi = _best_of_difference(ours.energy.to_numpy(), N_INIT,
+                                         base.energy.to_numpy(), f.runs[lab])
+            energy = "lower" if hi < 0 else "higher" if lo > 0 else "not resolved"
+            verdicts.append((energy, share))
+            parts.append(f"{lab}, {f.runs[lab]} runs: {f.mean_rel[lab]:.4f}, "
+                         f"{theirs[0]:.0f}% (ours: energy {energy}, share {share})")
+        verdict = ("met" if all(v == ("lower", "higher") for v in verdicts) else
+                   "missed" if any(e == "higher" or s == "lower" for e, s in verdicts) else
+                   "not resolved")
+        basins = np.unique(np.round(ours.polished.to_numpy() / best[inst], 4))
+        in_basin = g.polished <= best[inst] * (1 + RTOL)
+        reached = ", ".join(f"{lab} {n}/{len(m)}" for lab, m in in_basin.groupby(
+            g.label, sort=False) if (n := int(m.sum())))
+        out.append(
+            f"{inst}, equal wall time (one default fit of ours, {N_INIT} runs, "
+            f"{f.budget_s.iloc[0]:.0f} s), expected best J over the best known and share of "
+            f"fits at the best known: ours {f.mean_rel['ours (random)']:.4f}, {mine[0]:.0f}% "
+            f"(95% interval {mine[1]:.0f}-{mine[2]:.0f}%); " + "; ".join(parts)
+            + f". Target (lower energy and higher share than both): {verdict} ({len(ours)} "
+            "trials per method; energy intervals by bootstrap over the trials). Our "
+            f"{len(ours)} runs from random starts end in {len(basins)} distinct minima (after "
+            f"the Lloyd polish, {basins.min():.4f}-{basins.max():.4f} x the best known); runs "
+            f"in the best-known basin: {reached or 'none'}.")
+    return out
 
 
 def _figure(results: pd.DataFrame, refs: pd.DataFrame):
@@ -132,8 +207,10 @@ def _figure(results: pd.DataFrame, refs: pd.DataFrame):
 
 
 def write_report(results: pd.DataFrame, refs: pd.DataFrame, out_dir: Path, *, mode: str,
-                 hyper: dict, restarts: int, execution=None) -> Path:
+                 hyper: dict, restarts: int, large_trials: int, large_restarts: int,
+                 execution=None) -> Path:
     summary = summarise(results, refs)
+    best = best_known(results, refs)
     eq = equal_time(summary)
     modes = failure_modes(results, refs)
     def share(inst: str, label: str):
@@ -180,7 +257,8 @@ def write_report(results: pd.DataFrame, refs: pd.DataFrame, out_dir: Path, *, mo
         f"{inst}: {r.pct_wrong_group * r.failures / 100:.0f} of {r.failures} have a centre "
         f"in the wrong group, {r.pct_within_group * r.failures / 100:.0f} the right count "
         f"per group but a component without a centre" for inst, r in ours_modes.iterrows())
-    best_rows = refs.loc[refs.groupby("instance").energy.idxmin()]
+    with_centres = refs[refs.misallocated >= 0]  # real data has no generating centres
+    best_rows = with_centres.loc[with_centres.groupby("instance").energy.idxmin()]
     one_each = bool((best_rows[["misallocated", "uncovered"]] == 0).all(axis=None))
     misplaced = 100 - (ours_modes.pct_covered * ours_modes.failures).sum() / max(
         1, ours_modes.failures.sum())
@@ -195,6 +273,7 @@ def write_report(results: pd.DataFrame, refs: pd.DataFrame, out_dir: Path, *, mo
         "centres among the groups made while the scope is large is kept once the scope is "
         "below the distance between groups, where the smoothing moves centres only within a "
         "group.")
+    findings += large_instance_findings(results, refs, fits)
     tight = results[(results.instance == "unequal") & (results.label == "ours (random)")
                     & ~at_best(results, refs, "polished")]
     if len(tight):
@@ -211,17 +290,19 @@ def write_report(results: pd.DataFrame, refs: pd.DataFrame, out_dir: Path, *, mo
             "`J = (1/N) sum_j min_i |c_i - x_j|^2` (the mean squared distance to the nearest "
             "centre) from random starts? Instances generated from seeds (and, in full mode, "
             "Fashion-MNIST); every method "
-            f"runs {trials} trials, each with its own seed. The best-known minimum is the "
-            f"best of {restarts} k-means++ restarts of Lloyd (run to convergence) and Lloyd "
-            "from the generating centres."),
+            f"runs {trials} trials ({min(trials, large_trials)} on the large instances), each "
+            "with its own seed. The best-known minimum is the lowest energy found: the best of "
+            f"{restarts} k-means++ restarts of Lloyd run to convergence ({large_restarts} on "
+            "the large instances), Lloyd from the generating centres, and every trial."),
         details={"mode": mode, "trials": trials, "restarts": restarts},
     )
     rep.add_findings(findings)
     rep.add_heading("Instances")
     rep.add_text("\n".join(
-        f"- `{i}`: {make_instance(i).description}; best-known J = "
-        f"{refs[refs.instance == i].energy.min():.6f}." for i in dict.fromkeys(
-            summary.instance)))
+        f"- `{i}`: {make_instance(i).description}; best-known J = {best[i]:.6f}"
+        + ("" if best[i] >= refs[refs.instance == i].energy.min() * (1 - RTOL) else
+           f", below the reference cells' {refs[refs.instance == i].energy.min():.6f}")
+        + "." for i in dict.fromkeys(summary.instance)))
     rep.add_heading("Results")
     rep.add_text(
         "`pct_global`: % of trials whose final energy is within 1e-4 (relative) of the "
