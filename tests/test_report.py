@@ -563,3 +563,23 @@ def test_intervals():
         binomial_interval(3, 2)
     assert decide(0.1, 0.4, 0.5) == "below" and decide(0.6, 0.9, 0.5) == "above"
     assert decide(0.4, 0.6, 0.5) is None and decide(np.nan, np.nan, 0.5) is None
+
+
+def test_self_tuned_runs_are_judged_against_their_hand_set_algorithm(tmp_path):
+    from studies.deepnets.report import epochs_to_sgd, final_table, self_tuning_verdict
+
+    sgd = [0.30, 0.19, 0.20]
+    cases = {  # auto scope: reaches SGD's error at epoch 1 / 3 / never; the hand-set at 2
+        "met": [0.15, 0.12, 0.10], "missed": [0.40, 0.30, 0.195], "never": [0.5, 0.45, 0.40]}
+    for name, tuned in cases.items():
+        results = deepnets_results(2, {"sgd": sgd, "hj": [0.25, 0.19, 0.18], "hj+auto": tuned})
+        final = final_table(results)
+        errors = results[results.epoch == 3]
+        verdict, evidence = self_tuning_verdict(errors, epochs_to_sgd(results, final),
+                                                "lenet", "hj+auto")
+        assert verdict == {"never": "missed"}.get(name, name), (name, evidence)
+    # one seed: no interval, no verdict
+    results = deepnets_results(1, {"sgd": sgd, "hj": [0.25, 0.19, 0.18],
+                                   "hj+auto": cases["met"]})
+    (*_, line) = deepnets_findings(tmp_path, results)
+    assert "HJ, auto scope" in line and "not resolved" in line
