@@ -283,6 +283,7 @@ def write_report(results: pd.DataFrame, refs: pd.DataFrame, out_dir: Path, *, mo
             "a component without a centre of its own (the tight one beside a big cluster, "
             "counted at the nearest generating centre).")
     trials = int(summary.trials.max())
+    large = bool(set(summary.instance) & set(LARGE))
     rep = Report(
         "k-means: local entropy against Lloyd and mini-batch k-means",
         intro=(
@@ -290,10 +291,12 @@ def write_report(results: pd.DataFrame, refs: pd.DataFrame, out_dir: Path, *, mo
             "`J = (1/N) sum_j min_i |c_i - x_j|^2` (the mean squared distance to the nearest "
             "centre) from random starts? Instances generated from seeds (and, in full mode, "
             "Fashion-MNIST); every method "
-            f"runs {trials} trials ({min(trials, large_trials)} on the large instances), each "
-            "with its own seed. The best-known minimum is the lowest energy found: the best of "
-            f"{restarts} k-means++ restarts of Lloyd run to convergence ({large_restarts} on "
-            "the large instances), Lloyd from the generating centres, and every trial."),
+            f"runs {trials} trials" + (f" ({min(trials, large_trials)} on the large "
+                                       "instances)" if large else "")
+            + ", each with its own seed. The best-known minimum is the lowest energy found: "
+            f"the best of {restarts} k-means++ restarts of Lloyd run to convergence"
+            + (f" ({large_restarts} on the large instances)" if large else "")
+            + ", Lloyd from the generating centres, and every trial."),
         details={"mode": mode, "trials": trials, "restarts": restarts},
     )
     rep.add_findings(findings)
