@@ -583,3 +583,18 @@ def test_self_tuned_runs_are_judged_against_their_hand_set_algorithm(tmp_path):
                                    "hj+auto": cases["met"]})
     (*_, line) = deepnets_findings(tmp_path, results)
     assert "HJ, auto scope" in line and "not resolved" in line
+
+
+def test_cells_with_other_budgets_are_cut_at_the_same_share_of_theirs():
+    from studies.deepnets.report import reached
+
+    def cell(algo, epochs, done):
+        return pd.DataFrame(dict(model="lenet", algo=algo, seed=0, epoch=range(1, done + 1),
+                                 epochs=epochs))
+
+    # everything finished: nothing is cut, whatever the budgets
+    full = pd.concat([cell("sgd", 4, 4), cell("hj+auto", 2, 2)])
+    assert len(reached(full)) == 6
+    # SGD stopped at half its budget: the self-tuned cell is cut to half of its own
+    half = pd.concat([cell("sgd", 4, 2), cell("hj+auto", 2, 2)])
+    assert reached(half).groupby("algo").epoch.max().to_dict() == {"hj+auto": 1, "sgd": 2}

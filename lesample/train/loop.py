@@ -3,6 +3,10 @@
 An **epoch** here is one effective epoch (Remark 22): ``round(N / (B L))`` outer steps of
 ``L`` mini-batches each, about ``N / B`` gradient evaluations, so ``epochs`` is the budget in
 effective epochs for every algorithm; the exact count, ``num_grads * B / N``, is recorded.
+The self-tuned settings spend a variable amount per update (``gamma="auto"``: its Lanczos
+HVPs, two gradients each; ``tolerance``: the ``L`` actually run), but an epoch keeps its
+``round(N / (B L))`` outer steps, so their recorded effective epochs per epoch differ from 1
+(docs/adaptation.md: how to give them the same budget).
 The mini-batches of epoch ``e`` are the first ``steps * L * B`` rows of random permutations
 of the training set drawn by ``numpy.random.default_rng([seed, e])`` (more than one
 permutation when ``L`` does not divide ``N / B``), so an epoch's batches depend only on the

@@ -147,7 +147,8 @@ def run_rounds(cells: list[dict], data: Dataset, out_dir: Path, round_epochs: in
         for cell in todo:
             if store.has(cell):
                 histories[cell["checkpoint"]] = store.load(cell).assign(
-                    dataset=data.name, noise=cell["noise"], algo=variant(cell))
+                    dataset=data.name, noise=cell["noise"], algo=variant(cell),
+                    epochs=cell["epochs"])
         for cell in bn_todo:
             if store.has(cell):
                 bn_rows.append(store.load(cell).assign(**{

@@ -31,20 +31,28 @@ PAPER = pd.DataFrame(  # paper Table 1 (MNIST): validation error %, @ effective 
     index=pd.Index(["mnistfc", "lenet"], name="model"))
 
 
+CELL = ["model", "algo", "seed"]
+
+
 def reached(results: pd.DataFrame) -> pd.DataFrame:
-    """Per model, the results up to the last epoch that every cell of the model reached
-    (a stopped run compares like with like)."""
-    last = results.groupby(["model", "algo", "seed"]).epoch.max()
-    common = last.groupby("model").min().rename("common")
-    df = results.merge(common, left_on="model", right_index=True)
-    return df[df.epoch <= df.common].drop(columns="common")
+    """Per model, every cell's results up to the same share of its budget (column
+    ``epochs``) that every cell of the model reached: a stopped run compares like with like,
+    and cells with another budget (the self-tuned runs, whose epochs cost about two
+    effective epochs each) are compared at the same share of theirs."""
+    share = results.groupby(CELL).epoch.transform("max") / results.epochs
+    common = share.groupby(results.model).transform("min")
+    return results[results.epoch <= np.floor(common * results.epochs + 1e-9)]
+
+
+def last_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Each cell's last row."""
+    return df[df.epoch == df.groupby(CELL).epoch.transform("max")]
 
 
 def final_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per model x algorithm: mean and std over seeds of the final validation error (%) and
     effective epochs."""
-    last = df[df.epoch == df.groupby("model").epoch.transform("max")]
-    g = last.groupby(["model", "algo"])
+    g = last_rows(df).groupby(["model", "algo"])
     return pd.DataFrame({
         "seeds": g.seed.nunique(),
         "val_error_mean": 100 * g.val_error.mean(),
@@ -258,6 +266,9 @@ def wall_clock_curves(df: pd.DataFrame, model: str):
 
 def write_report(results: pd.DataFrame, bn: pd.DataFrame, out_dir: Path, *, mode: str,
                  settings: dict, dataset: str, num_train: int, execution=None) -> Path:
+    # a cell's budget in epochs; runs written before the column had the mode's
+    results = results.assign(epochs=results.get("epochs", pd.Series(index=results.index))
+                             .fillna(settings["epochs"]).astype(int))
     df = reached(results)
     final = final_table(df)
     hits = epochs_to_sgd(df, final)
@@ -266,8 +277,7 @@ def write_report(results: pd.DataFrame, bn: pd.DataFrame, out_dir: Path, *, mode
     write_csv(final, out_dir / "summary.csv")
     write_csv(hits, out_dir / "epochs_to_sgd.csv")
     write_csv(timing, out_dir / "timing.csv")
-    complete = bool(results.groupby(["model", "algo", "seed"]).epoch.max().min()
-                    >= settings["epochs"])
+    complete = bool((last_rows(results).epoch >= last_rows(results).epochs).all())
     cells = results.groupby(["model", "algo", "seed"]).ngroups
     status = ("every cell reached the budget" if complete else
               "**stopped before the budget**: the tables compare all cells at the last "
@@ -290,7 +300,7 @@ def write_report(results: pd.DataFrame, bn: pd.DataFrame, out_dir: Path, *, mode
         ),
         details={"mode": mode, "cells": cells, "seeds": results.seed.nunique()},
     )
-    errors = df[df.epoch == df.groupby("model").epoch.transform("max")]
+    errors = last_rows(df)
     rep.add_findings((findings(final, hits_summary, errors, hits)
                       or ["No SGD baseline in this run: nothing to compare against."])
                      + self_tuning_findings(errors, hits))
@@ -298,8 +308,8 @@ def write_report(results: pd.DataFrame, bn: pd.DataFrame, out_dir: Path, *, mode
     rep.add_table(table1(final).reset_index(), caption="Mean ± std over seeds of the final "
                   "validation error (the mean alone with one seed), at the effective epochs "
                   "reached.")
-    last = results.groupby(["model", "algo", "seed"]).epoch.transform("max")
-    done = results[last >= settings["epochs"]]
+    last = results.groupby(CELL).epoch.transform("max")
+    done = results[last >= results.epochs]
     if not complete and len(done):
         rep.add_table(table1(final_table(done)).reset_index(), caption="The cells that "
                       f"reached the budget ({settings['epochs']} effective epochs), at the "
@@ -361,13 +371,11 @@ def merge_runs(dirs: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
         results.append(r)
         if (Path(d) / "bn.csv").exists():
             bn.append(read_csv(Path(d) / "bn.csv"))
-    cell = ["model", "algo", "seed"]
-
     def last_wins(frames):
         if not frames:
             return pd.DataFrame()
         df = pd.concat([f.assign(_run=i) for i, f in enumerate(frames)], ignore_index=True)
-        newest = df.groupby(cell)._run.transform("max")
+        newest = df.groupby(CELL)._run.transform("max")
         return df[df._run == newest].drop(columns="_run").reset_index(drop=True)
 
     out = last_wins(results)
