@@ -147,6 +147,11 @@ def test_deepnets_self_tuning_options_go_to_the_algorithms_that_take_them(tmp_pa
     assert by_algo["sgd"] == next(c for c in plain if c["algo"] == "sgd")
     assert (by_algo["entropy_sgd"]["gamma"], by_algo["entropy_sgd"]["tolerance"]) == ("auto", 0.2)
     assert by_algo["hj"]["gamma"] == "auto" and "tolerance" not in by_algo["hj"]
+    # the same budget in effective epochs: an update costs 20 + 20 (Entropy-SGD) and
+    # 5 + 20 (HJ) gradients with the automatic scope's 10 HVPs, instead of 20 and 5
+    assert [(c["epochs"], c["drop_every"]) for c in tuned] == [(3, 2), (2, 1), (1, 1)]
+    _, full = plan("full", model="lenet", algo="entropy_sgd,hj", gamma="auto")
+    assert [(c["epochs"], c["drop_every"]) for c in full[:2]] == [(15, 7), (6, 3)]
     assert [dn.variant(c) for c in tuned] == ["sgd", "entropy_sgd+auto+tol", "hj+auto"]
     with pytest.raises(ValueError, match="`tolerance` .* a number > 0"):
         STUDY.validate("quick", {"algo": "hj", "tolerance": 0})

@@ -48,9 +48,10 @@ import jax
 import optax
 
 from lesample import optim
+from lesample.optim._auto_scope import AutoScope
 
 __all__ = ["ADAPTIVE_L", "ALGORITHMS", "AUTO_SCOPE", "Algorithm", "canonical_algorithm",
-           "check_self_tuning", "lr_schedule", "make_optimizer"]
+           "check_self_tuning", "grads_per_update", "lr_schedule", "make_optimizer"]
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,14 @@ ADAPTIVE_L = ("entropy_sgd",)
 #: Inner steps per batch mean of the adaptive inner loop: with at least 4 batches it may
 #: stop after 8 of Entropy-SGD's ``L = 20`` steps.
 ADAPTIVE_CHUNK = 2
+
+
+def grads_per_update(algo: str, gamma=None) -> int:
+    """The most gradients one update of ``algo`` spends: its ``L`` inner steps, plus with
+    ``gamma="auto"`` the automatic scope's Lanczos HVPs at two gradients each."""
+    spec = ALGORITHMS[canonical_algorithm(algo)]
+    auto = gamma == "auto" and spec.name in AUTO_SCOPE
+    return spec.num_grads + (2 * AutoScope().num_lanczos if auto else 0)
 
 
 def check_self_tuning(algo: str, gamma, tolerance) -> None:

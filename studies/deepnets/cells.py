@@ -174,8 +174,18 @@ def run_rounds(cells: list[dict], data: Dataset, out_dir: Path, round_epochs: in
 def with_self_tuning(cells: list[dict], gamma, tolerance) -> list[dict]:
     """The cells with ``gamma="auto"`` set on the algorithms that take it and ``tolerance``
     on those with an adaptive inner loop (``lesample.train``); the others, and every cell
-    when both are None, keep their settings and keys."""
-    from lesample.train.algorithms import ADAPTIVE_L, AUTO_SCOPE, check_self_tuning
+    when both are None, keep their settings and keys. An epoch of the training loop is a
+    fixed number of updates, and the automatic scope's Lanczos HVPs make an update dearer
+    (``grads_per_update``: 40 gradients for Entropy-SGD instead of 20, 25 for HJ instead of
+    5), so the budget and the learning-rate drop of an automatic-scope cell, in epochs, are
+    scaled down by that ratio: the same budget in effective epochs, at most (30 effective
+    epochs in full mode: 15 epochs for Entropy-SGD, 6 for HJ)."""
+    from lesample.train.algorithms import (
+        ADAPTIVE_L,
+        AUTO_SCOPE,
+        check_self_tuning,
+        grads_per_update,
+    )
 
     for algo in AUTO_SCOPE:  # refuse a bad value before any work starts
         check_self_tuning(algo, gamma, tolerance if algo in ADAPTIVE_L else None)
@@ -183,7 +193,9 @@ def with_self_tuning(cells: list[dict], gamma, tolerance) -> list[dict]:
     for c in cells:
         extra = {}
         if gamma is not None and c["algo"] in AUTO_SCOPE:
-            extra["gamma"] = gamma
+            share = grads_per_update(c["algo"]) / grads_per_update(c["algo"], gamma)
+            extra.update(gamma=gamma, epochs=max(1, round(c["epochs"] * share)),
+                         drop_every=max(1, int(c["drop_every"] * share)))
         if tolerance is not None and c["algo"] in ADAPTIVE_L:
             extra["tolerance"] = tolerance
         out.append(dict(c, **extra))
