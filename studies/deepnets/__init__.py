@@ -14,7 +14,9 @@ LeNet at equal budgets of effective epochs (Remark 22), several seeds, Fashion-M
 ``-O gamma=auto`` and ``-O tolerance=T`` run Entropy-SGD and HJ with the automatic scope and
 Entropy-SGD with the adaptive inner loop (docs/adaptation.md); their runs are named apart
 (``entropy_sgd+auto+tol``), so that ``python -m studies.deepnets.report DIR --add RUN``
-sets them beside the hand-set runs.
+sets them beside the hand-set runs. An automatic-scope update also spends the Lanczos HVPs,
+so those cells get fewer epochs (fixed numbers of updates) for the same budget in effective
+epochs (``cells.with_self_tuning``).
 
 Entropy-SGD's Langevin noise is ``noise="rademacher"`` (random signs with the mean and
 covariance of the Gaussian, ``lesample.noise``), 10-40x cheaper to draw; ``-O
