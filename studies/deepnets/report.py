@@ -44,6 +44,13 @@ def reached(results: pd.DataFrame) -> pd.DataFrame:
     return results[results.epoch <= np.floor(common * results.epochs + 1e-9)]
 
 
+def with_budget(results: pd.DataFrame, epochs: int) -> pd.DataFrame:
+    """``results`` with every cell's budget in epochs (column ``epochs``): runs written
+    before the column had the mode's, ``epochs``."""
+    budget = results.get("epochs", pd.Series(np.nan, index=results.index))
+    return results.assign(epochs=budget.fillna(epochs).astype(int))
+
+
 def last_rows(df: pd.DataFrame) -> pd.DataFrame:
     """Each cell's last row."""
     return df[df.epoch == df.groupby(CELL).epoch.transform("max")]
@@ -266,9 +273,7 @@ def wall_clock_curves(df: pd.DataFrame, model: str):
 
 def write_report(results: pd.DataFrame, bn: pd.DataFrame, out_dir: Path, *, mode: str,
                  settings: dict, dataset: str, num_train: int, execution=None) -> Path:
-    # a cell's budget in epochs; runs written before the column had the mode's
-    results = results.assign(epochs=results.get("epochs", pd.Series(index=results.index))
-                             .fillna(settings["epochs"]).astype(int))
+    results = with_budget(results, settings["epochs"])
     df = reached(results)
     final = final_table(df)
     hits = epochs_to_sgd(df, final)
@@ -399,6 +404,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     results, bn = merge_runs([args.dir, *args.add])
     settings = MODES[args.mode]
+    results = with_budget(results, settings["epochs"])
     write_csv(results, args.dir / "results.csv")
     write_csv(bn, args.dir / "bn.csv")
     first = results.iloc[0]  # N from effective epochs = num_grads x B / N
