@@ -578,6 +578,13 @@ def test_self_tuned_runs_are_judged_against_their_hand_set_algorithm(tmp_path):
         verdict, evidence = self_tuning_verdict(errors, epochs_to_sgd(results, final),
                                                 "lenet", "hj+auto")
         assert verdict == {"never": "missed"}.get(name, name), (name, evidence)
+    # the hand-set run reaches SGD's error on seed 0 only (0.200 <= 0.2005 < 0.201), the
+    # tuned one never, and ends higher: missed; the same with neither reaching: no verdict
+    for hand, verdict in (([0.25, 0.22, 0.200], "missed"), ([0.25, 0.22, 0.21], "not resolved")):
+        results = deepnets_results(2, {"sgd": sgd, "hj": hand, "hj+auto": cases["never"]})
+        hits = epochs_to_sgd(results, final_table(results))
+        assert self_tuning_verdict(results[results.epoch == 3], hits, "lenet",
+                                   "hj+auto")[0] == verdict
     # one seed: no interval, no verdict
     results = deepnets_results(1, {"sgd": sgd, "hj": [0.25, 0.19, 0.18],
                                    "hj+auto": cases["met"]})

@@ -196,7 +196,7 @@ def self_tuning_verdict(errors: pd.DataFrame, hits: pd.DataFrame, model: str, tu
     (``entropy_sgd+auto+tol``, ...) reaches SGD's final error in no more effective epochs
     than its hand-set algorithm. "met" or "missed" only where a 95% Welch interval resolves
     it: of the epochs (tuned minus hand-set) when every seed of both reaches that error; of
-    the final error when the seeds of one reach it and those of the other never do (more
+    the final error when some seeds of one reach it and none of the other (which needs more
     epochs than the budget); otherwise "not resolved"."""
     hand = tuned.split("+")[0]
 
@@ -219,9 +219,9 @@ def self_tuning_verdict(errors: pd.DataFrame, hits: pd.DataFrame, model: str, tu
         ep = difference_interval(ep_t, ep_h)
         evidence += f", epochs {ep.estimate:+.1f} [{ep.lo:+.1f}, {ep.hi:+.1f}]"
         side = decide(ep.lo, ep.hi, 0)
-    elif not reach_t.any() and reach_h.all():
+    elif not reach_t.any() and reach_h.any():
         side = "above" if decide(err.lo, err.hi, 0) == "above" else None
-    elif reach_t.all() and not reach_h.any():
+    elif reach_t.any() and not reach_h.any():
         side = "below" if decide(err.lo, err.hi, 0) == "below" else None
     else:
         side = None
