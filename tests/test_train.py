@@ -288,3 +288,17 @@ def test_fit_with_auto_scope_and_adaptive_inner_loop_counts_what_it_spends(digit
     L, lanczos = ALGORITHMS["entropy_sgd"].num_grads, 10
     inner = row.num_grads / row.outer_steps - 2 * lanczos  # per update, one chain
     assert 4 * ADAPTIVE_CHUNK <= inner < L
+
+
+def test_grads_per_update_counts_the_automatic_scopes_hvps_and_refuses_bad_input():
+    from lesample.optim._auto_scope import AutoScope
+    from lesample.train.algorithms import grads_per_update
+
+    hvp = 2 * AutoScope().num_lanczos  # an HVP costs two gradients
+    assert grads_per_update("entropy_sgd") == ALGORITHMS["entropy_sgd"].num_grads
+    assert grads_per_update("hj", "auto") == ALGORITHMS["hj"].num_grads + hvp
+    assert grads_per_update("entropy-sgd", 0.5) == ALGORITHMS["entropy_sgd"].num_grads
+    with pytest.raises(ValueError, match="unknown algorithm 'adam'"):
+        grads_per_update("adam")
+    with pytest.raises(ValueError, match="`gamma` may be 'auto' for entropy_sgd and hj only"):
+        grads_per_update("sgd", "auto")

@@ -111,10 +111,11 @@ ADAPTIVE_CHUNK = 2
 
 def grads_per_update(algo: str, gamma=None) -> int:
     """The most gradients one update of ``algo`` spends: its ``L`` inner steps, plus with
-    ``gamma="auto"`` the automatic scope's Lanczos HVPs at two gradients each."""
+    ``gamma="auto"`` the automatic scope's Lanczos HVPs at two gradients each. Refuses an
+    unknown algorithm and a ``gamma`` it does not take (:func:`check_self_tuning`)."""
+    check_self_tuning(algo, gamma, None)
     spec = ALGORITHMS[canonical_algorithm(algo)]
-    auto = gamma == "auto" and spec.name in AUTO_SCOPE
-    return spec.num_grads + (2 * AutoScope().num_lanczos if auto else 0)
+    return spec.num_grads + (2 * AutoScope().num_lanczos if gamma == "auto" else 0)
 
 
 def check_self_tuning(algo: str, gamma, tolerance) -> None:

@@ -51,6 +51,12 @@ def with_budget(results: pd.DataFrame, epochs: int) -> pd.DataFrame:
     return results.assign(epochs=budget.fillna(epochs).astype(int))
 
 
+def per_seed(df: pd.DataFrame, column: str, model: str, *algos: str) -> list[np.ndarray]:
+    """``column`` of ``df`` for one model and each of ``algos``, one value per seed."""
+    return [df[(df.model == model) & (df.algo == a)][column].to_numpy(dtype=float)
+            for a in algos]
+
+
 def last_rows(df: pd.DataFrame) -> pd.DataFrame:
     """Each cell's last row."""
     return df[df.epoch == df.groupby(CELL).epoch.transform("max")]
@@ -132,14 +138,11 @@ def claim_verdict(errors: pd.DataFrame, hits: pd.DataFrame, model: str, algo: st
     0, "does not agree with" when either lies above 0, and ``"not resolved"`` otherwise, or
     with one seed (no interval). A seed that never reaches SGD's error leaves the epochs
     comparison unresolved."""
-    def seeds(df, col, a):
-        return df[(df.model == model) & (df.algo == a)][col].to_numpy(dtype=float)
-
-    err_a, err_s = seeds(errors, "val_error", algo), seeds(errors, "val_error", "sgd")
+    err_a, err_s = per_seed(errors, "val_error", model, algo, "sgd")
     if min(err_a.size, err_s.size) < 2:
         return "not resolved", NO_INTERVAL
     err = difference_interval(100 * err_a, 100 * err_s)
-    ep_a, ep_s = seeds(hits, "epochs_to_sgd", algo), seeds(hits, "epochs_to_sgd", "sgd")
+    ep_a, ep_s = per_seed(hits, "epochs_to_sgd", model, algo, "sgd")
     reached_all = np.isfinite(ep_a).all() and np.isfinite(ep_s).all()
     ep = difference_interval(ep_a, ep_s) if reached_all else None
     err_side = decide(err.lo, err.hi, 0)
@@ -200,12 +203,9 @@ def self_tuning_verdict(errors: pd.DataFrame, hits: pd.DataFrame, model: str, tu
     epochs than the budget); otherwise "not resolved"."""
     hand = tuned.split("+")[0]
 
-    def seeds(df, col, a):
-        return df[(df.model == model) & (df.algo == a)][col].to_numpy(dtype=float)
-
-    ep_t, ep_h = seeds(hits, "epochs_to_sgd", tuned), seeds(hits, "epochs_to_sgd", hand)
-    err = difference_interval(100 * seeds(errors, "val_error", tuned),
-                              100 * seeds(errors, "val_error", hand))
+    ep_t, ep_h = per_seed(hits, "epochs_to_sgd", model, tuned, hand)
+    err_t, err_h = per_seed(errors, "val_error", model, tuned, hand)
+    err = difference_interval(100 * err_t, 100 * err_h)
     reach_t, reach_h = np.isfinite(ep_t), np.isfinite(ep_h)
     evidence = (f"reaches SGD's final error in {reach_t.sum()} of {ep_t.size} seeds"
                 + (f" after {np.nanmean(ep_t):.1f} effective epochs" if reach_t.any() else "")
@@ -282,8 +282,9 @@ def write_report(results: pd.DataFrame, bn: pd.DataFrame, out_dir: Path, *, mode
     write_csv(final, out_dir / "summary.csv")
     write_csv(hits, out_dir / "epochs_to_sgd.csv")
     write_csv(timing, out_dir / "timing.csv")
-    complete = bool((last_rows(results).epoch >= last_rows(results).epochs).all())
-    cells = results.groupby(["model", "algo", "seed"]).ngroups
+    finished = results.groupby(CELL).epoch.transform("max") >= results.epochs
+    complete = bool(finished.all())
+    cells = results.groupby(CELL).ngroups
     status = ("every cell reached the budget" if complete else
               "**stopped before the budget**: the tables compare all cells at the last "
               "epoch every cell of a model reached")
@@ -313,8 +314,7 @@ def write_report(results: pd.DataFrame, bn: pd.DataFrame, out_dir: Path, *, mode
     rep.add_table(table1(final).reset_index(), caption="Mean ± std over seeds of the final "
                   "validation error (the mean alone with one seed), at the effective epochs "
                   "reached.")
-    last = results.groupby(CELL).epoch.transform("max")
-    done = results[last >= results.epochs]
+    done = results[finished]
     if not complete and len(done):
         rep.add_table(table1(final_table(done)).reset_index(), caption="The cells that "
                       f"reached the budget ({settings['epochs']} effective epochs), at the "

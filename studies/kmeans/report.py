@@ -9,7 +9,14 @@ import numpy as np
 import pandas as pd
 
 from lesample import LocalEntropyKMeans
-from lesample.report import Report, binomial_interval, decide, robust_boxplot, subplots
+from lesample.report import (
+    Interval,
+    Report,
+    binomial_interval,
+    decide,
+    robust_boxplot,
+    subplots,
+)
 from studies.kmeans.instances import LARGE, make_instance
 
 RTOL = 1e-4
@@ -114,11 +121,19 @@ def equal_time_fit(results: pd.DataFrame, refs: pd.DataFrame, n_init: int = N_IN
     return pd.DataFrame(rows)
 
 
-def _share_of_runs(at_min: pd.Series, runs: int) -> tuple[float, float, float]:
+def restarted(share: Interval, runs: int) -> Interval:
     """The share (%) of ``runs`` restarts with at least one at the minimum, ``1 - (1 -
-    p)^runs``, at the single-run share's estimate and exact 95% interval ``(est, lo, hi)``."""
-    i = binomial_interval(int(at_min.sum()), len(at_min))
-    return tuple(100 * (1 - (1 - p) ** runs) for p in (i.estimate, i.lo, i.hi))
+    p)^runs``, from the single-run share ``share`` (a fraction with its interval, which the
+    map carries: it is increasing in ``p``)."""
+    def at(p):
+        return 100 * (1 - (1 - p) ** runs)
+
+    return Interval(at(share.estimate), at(share.lo), at(share.hi), share.n)
+
+
+def _share_of_runs(at_min: pd.Series, runs: int) -> Interval:
+    """:func:`restarted` from the trials' hits ``at_min`` (exact binomial interval)."""
+    return restarted(binomial_interval(int(at_min.sum()), len(at_min)), runs)
 
 
 def _best_of_difference(a: np.ndarray, n: int, b: np.ndarray, m: int, reps: int = 4000):
@@ -138,7 +153,8 @@ def large_instance_findings(results: pd.DataFrame, refs: pd.DataFrame,
     restarted ``KMeans`` (k-means++) and ``MiniBatchKMeans`` (its setting with the lowest
     expected best energy); a comparison says lower or higher only when its interval resolves
     it. Then where our runs end."""
-    df = results.assign(at_min=at_best(results, refs, "energy"))
+    df = results.assign(at_min=at_best(results, refs, "energy"),
+                        in_basin=at_best(results, refs, "polished"))
     best = best_known(results, refs)
     out = []
     for inst in [i for i in dict.fromkeys(df.instance) if i in LARGE]:
@@ -152,26 +168,25 @@ def large_instance_findings(results: pd.DataFrame, refs: pd.DataFrame,
         for lab in ("KMeans (k-means++)", minibatch.idxmin()):
             base = g[g.label == lab]
             theirs = _share_of_runs(base.at_min, f.runs[lab])
-            share = ("higher" if mine[1] > theirs[2] else "lower" if mine[2] < theirs[1]
+            share = ("higher" if mine.lo > theirs.hi else "lower" if mine.hi < theirs.lo
                      else "not resolved")
             lo, hi = _best_of_difference(ours.energy.to_numpy(), N_INIT,
                                          base.energy.to_numpy(), f.runs[lab])
             energy = "lower" if hi < 0 else "higher" if lo > 0 else "not resolved"
             verdicts.append((energy, share))
             parts.append(f"{lab}, {f.runs[lab]} runs: {f.mean_rel[lab]:.4f}, "
-                         f"{theirs[0]:.0f}% (ours: energy {energy}, share {share})")
+                         f"{theirs.estimate:.0f}% (ours: energy {energy}, share {share})")
         verdict = ("met" if all(v == ("lower", "higher") for v in verdicts) else
                    "missed" if any(e == "higher" or s == "lower" for e, s in verdicts) else
                    "not resolved")
         basins = np.unique(np.round(ours.polished.to_numpy() / best[inst], 4))
-        in_basin = g.polished <= best[inst] * (1 + RTOL)
-        reached = ", ".join(f"{lab} {n}/{len(m)}" for lab, m in in_basin.groupby(
-            g.label, sort=False) if (n := int(m.sum())))
+        reached = ", ".join(f"{lab} {n}/{len(m)}" for lab, m in g.groupby(
+            "label", sort=False).in_basin if (n := int(m.sum())))
         out.append(
             f"{inst}, equal wall time (one default fit of ours, {N_INIT} runs, "
             f"{f.budget_s.iloc[0]:.0f} s), expected best J over the best known and share of "
-            f"fits at the best known: ours {f.mean_rel['ours (random)']:.4f}, {mine[0]:.0f}% "
-            f"(95% interval {mine[1]:.0f}-{mine[2]:.0f}%); " + "; ".join(parts)
+            f"fits at the best known: ours {f.mean_rel['ours (random)']:.4f}, {mine.estimate:.0f}% "
+            f"(95% interval {mine.lo:.0f}-{mine.hi:.0f}%); " + "; ".join(parts)
             + f". Target (lower energy and higher share than both): {verdict} ({len(ours)} "
             "trials per method; energy intervals by bootstrap over the trials). Our "
             f"{len(ours)} runs from random starts end in {len(basins)} distinct minima (after "
@@ -222,7 +237,7 @@ def write_report(results: pd.DataFrame, refs: pd.DataFrame, out_dir: Path, *, mo
     findings = []
     for inst in dict.fromkeys(summary.instance):
         got = share(inst, "ours (random)")
-        lo, est, hi = (100 * (1 - (1 - p) ** N_INIT) for p in (got.lo, got.estimate, got.hi))
+        est, lo, hi, _ = restarted(got, N_INIT)
         pp = share(inst, "KMeans (k-means++)")
         target = TARGETS.get(inst, 100 * pp.estimate)
         verdict = {"above": "met", "below": "missed", None: "not resolved"}[
@@ -241,10 +256,8 @@ def write_report(results: pd.DataFrame, refs: pd.DataFrame, out_dir: Path, *, mo
             f"{f.pct_global.iloc[0]:.0f}%, expected best J {f.mean_rel.iloc[0]:.4f} x the best "
             "known).")
     for row in eq.itertuples():
-        # KMeans++'s interval carried through 1 - (1 - p)^restarts, which is increasing in p.
-        ours_i, pp = share(row.instance, "ours (random)"), share(row.instance,
-                                                                  "KMeans (k-means++)")
-        lo, hi = (100 * (1 - (1 - p) ** row.restarts) for p in (pp.lo, pp.hi))
+        ours_i = share(row.instance, "ours (random)")
+        _, lo, hi, _ = restarted(share(row.instance, "KMeans (k-means++)"), row.restarts)
         verdict = ("higher" if 100 * ours_i.lo > hi else
                    "lower" if 100 * ours_i.hi < lo else "not resolved")
         findings.append(
