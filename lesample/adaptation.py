@@ -10,9 +10,14 @@ windows of growing length. After each window it
    ``1e-3 I`` as Stan does;
 2. measures the curvature of the preconditioned potential ``H(L z)``, whose Hessian is
    ``L^T (grad^2 H) L``: extreme Ritz values of ``num_lanczos`` Lanczos steps on
-   Hessian-vector products at the chains' states (the largest over chains, the median of
-   the smallest). Lanczos's Krylov space contains the power-iteration iterate, so at equal
-   cost its largest Ritz value is at least as accurate;
+   Hessian-vector products at ``curvature_points`` of the window's draws (its second
+   half, evenly spaced in time, all chains). Lanczos's Krylov space contains the
+   power-iteration iterate, so at equal cost its largest Ritz value is at least as
+   accurate. ``lambda_max`` is the *design curvature* (``design_curvature``): with
+   ``s = sqrt(lambda_max)`` per draw, ``(mean(s) + tail sd(s))^2``, so that the step
+   holds in the curved tails the sampling run will visit and the draws did not (on a
+   Gaussian, ``s`` is constant: the Hessian's largest eigenvalue); ``lambda_min`` is the
+   median of the smallest;
 3. sets the step against the integrator's stability limit: BAOAB is stable for
    ``h < 2 / sqrt(lambda_max)``, ULA and MALA for ``h < 2 / lambda_max``; ``safety`` is the
    fraction of the limit used. BAOAB's friction underdamps the slowest mode,
@@ -66,9 +71,18 @@ __all__ = [
 WARMUP_SAMPLERS = {"baoab": 0.8, "mala": 0.5, "ula": 0.25, "sgld": 0.25}
 #: Largest condition number assumed when flooring lambda_min for BAOAB's friction.
 MAX_CONDITION = 1e4
+#: Standard deviations of the frequencies ``sqrt(lambda_max)`` over the warm-up's draws
+#: that the step covers above their mean (``design_curvature``).
+TAIL = 4.0
 #: BAOAB's default damping ratio: friction = 2 * DAMPING * sqrt(lambda_min).
 DAMPING = 0.3
-PRECONDITIONERS = ("diag", "dense", "none")
+PRECONDITIONERS = ("auto", "diag", "dense", "none")
+#: ``"auto"`` takes ``"dense"`` for a flat position when the last window's second half
+#: gives at least this many draws (pooled over chains) per coordinate: a covariance from
+#: ``n`` draws in ``d`` dimensions has eigenvalues off by about ``sqrt(d / n)`` relatively,
+#: so that its whitened condition number stays below about ``((1 + 0.32)/(1 - 0.32))^2``
+#: (4) at 10; otherwise ``"diag"``.
+DENSE_DRAWS_PER_DIM = 10
 
 
 class Preconditioner(NamedTuple):
@@ -90,8 +104,8 @@ class AdaptedParameters(NamedTuple):
 class WarmupRecord(NamedTuple):
     """How the parameters were found; per-window arrays have shape ``(num_windows,)``.
 
-    ``lambda_max``/``lambda_min``: extreme curvature of the preconditioned ``H`` measured
-    after the window; ``step_size``/``friction``: the values set from it (for MALA the
+    ``lambda_max``/``lambda_min``: the design curvature and the median smallest Ritz
+    value of the preconditioned ``H``, measured after the window; ``step_size``/``friction``: the values set from it (for MALA the
     dual-averaged step the window ended with); ``acceptance_rate``: MALA's mean in the
     window (NaN for the others); ``num_grads``/``num_hvps``: totals over all chains;
     ``num_unstable``: per window, the chain steps that reached a non-finite state. Such a
@@ -236,6 +250,18 @@ def _curvature(target, p, z, key, num_iters, batch):
     return lo, hi
 
 
+def design_curvature(lambda_max, tail=None):
+    """The curvature a step is set against, from ``lambda_max`` (``(n,)``, the largest
+    Ritz value at ``n`` warm-up draws): ``(mean(s) + tail sd(s))^2`` with ``s =
+    sqrt(lambda_max)``, the largest frequency of the dynamics, which a stable step
+    must keep below ``2/h`` wherever the chains go. On a Gaussian ``s`` is constant and
+    this is its ``lambda_max``; on a curved target it covers ``tail`` standard deviations
+    of the frequencies met, above the draws' mean (see docs/adaptation.md)."""
+    tail = TAIL if tail is None else tail
+    s = jnp.sqrt(jnp.maximum(lambda_max, 0.0))
+    return (s.mean() + tail * s.std()) ** 2
+
+
 def stable_step(sampler: str, lambda_max, safety):
     """``safety`` times the stability limit: ``2/sqrt(lambda_max)`` (BAOAB), ``2/lambda_max``
     (ULA, SGLD, MALA's Langevin proposal)."""
@@ -322,10 +348,11 @@ def warmup(
     num_steps: int = 1000,
     num_chains: int = 1,
     num_windows: int = 4,
-    preconditioner: str = "diag",
+    preconditioner: str = "auto",
     safety: float | None = None,
     num_lanczos: int = 20,
-    curvature_chains: int = 8,
+    curvature_points: int = 16,
+    tail: float = TAIL,
     damping: float = DAMPING,
     target_accept: float = 0.574,
     noise: str = "gaussian",
@@ -337,12 +364,17 @@ def warmup(
       target: a ``LocalEntropyTarget`` (``H``, ``grad_H``, ``value_and_grad_H``, ``beta``).
       position: one chain's start (every chain starts there).
       num_steps: warm-up transitions per chain, split into ``num_windows`` doubling windows.
-      preconditioner: ``"diag"``, ``"dense"`` (flat positions only) or ``"none"``.
+      preconditioner: ``"diag"``, ``"dense"`` (flat positions only), ``"none"`` or
+        ``"auto"`` (dense for a flat position with enough warm-up draws per coordinate,
+        ``DENSE_DRAWS_PER_DIM``; else diag).
       safety: fraction of the stability limit (default ``WARMUP_SAMPLERS[sampler]``).
       damping: BAOAB's damping ratio of the slowest mode (> 0; 1 is critical damping):
         ``friction = 2 damping sqrt(lambda_min)``.
       num_lanczos: Lanczos steps (Hessian-vector products) per curvature measurement,
-        taken at ``min(num_chains, curvature_chains)`` chains.
+        taken after each window at ``curvature_points`` of its draws (the chains'
+        positions at evenly spaced times of its second half).
+      tail: standard deviations of the draws' frequencies ``sqrt(lambda_max)`` that the
+        step covers above their mean (``design_curvature``).
       batch: a fixed mini-batch forwarded to ``grad_H`` (SGLD's curvature), or None.
 
     Returns ``(positions, params, record)``: the chains' final positions (leading axis
@@ -354,12 +386,18 @@ def warmup(
     _check_int("num_chains", num_chains, 1)
     _check_int("num_windows", num_windows, 1)
     _check_int("num_lanczos", num_lanczos, 1)
-    _check_int("curvature_chains", curvature_chains, 1)
+    _check_int("curvature_points", curvature_points, 1)
     if preconditioner not in PRECONDITIONERS:
         raise ValueError(f"`preconditioner` must be one of {PRECONDITIONERS}; "
                          f"got {preconditioner!r}.")
+    flat = isinstance(position, jax.Array | np.ndarray) and np.ndim(position) == 1
+    lengths = _window_lengths(num_steps, num_windows)
+    if preconditioner == "auto":
+        pooled = num_chains * (lengths[-1] - lengths[-1] // 2)
+        dense_ok = flat and pooled >= DENSE_DRAWS_PER_DIM * np.size(position)
+        preconditioner = "dense" if dense_ok else "diag"
     dense = preconditioner == "dense"
-    if dense and not (isinstance(position, jax.Array | np.ndarray) and np.ndim(position) == 1):
+    if dense and not flat:
         raise ValueError("`preconditioner='dense'` needs a flat 1-D `position`; use 'diag' "
                          "for pytrees.")
     safety = WARMUP_SAMPLERS[sampler] if safety is None else safety
@@ -371,18 +409,22 @@ def warmup(
                          f"got {damping!r}.")
     if not 0.0 < target_accept < 1.0:
         raise ValueError(f"`target_accept` must be in (0, 1); got {target_accept!r}.")
-    lengths = jnp.asarray(_window_lengths(num_steps, num_windows), jnp.int32)
-    n_curv = min(num_chains, curvature_chains)
+    if not float(tail) >= 0.0:
+        raise ValueError(f"`tail` must be >= 0 (standard deviations of the curvature's "
+                         f"frequencies); got {tail!r}.")
+    lengths = jnp.asarray(lengths, jnp.int32)
+    num_probes = -(-curvature_points // num_chains)  # probe times per window
     kind = "ula" if sampler == "sgld" else sampler
     last = num_windows - 1
     dim = ravel_pytree(position)[0].size
 
-    def measure(p, ys, k):
-        """Curvature at the first ``n_curv`` chains; (lambda_min, lambda_max, hvps)."""
-        z_sub = jax.vmap(lambda y: _to_z(p, y))(jax.tree_util.tree_map(lambda u: u[:n_curv], ys))
+    def measure(p, points, k):
+        """Curvature at ``points`` (leading axis); (lambda_min, lambda_max, hvps)."""
+        n = jax.tree_util.tree_leaves(points)[0].shape[0]
+        z = jax.vmap(lambda y: _to_z(p, y))(points)
         lo, hi = jax.vmap(lambda z, kk: _curvature(target, p, z, kk, num_lanczos, batch))(
-            z_sub, jax.random.split(k, n_curv))
-        return jnp.median(lo), jnp.max(hi), n_curv * min(num_lanczos, dim)
+            z, jax.random.split(k, n))
+        return jnp.median(lo), design_curvature(hi, tail), n * min(num_lanczos, dim)
 
     def settings(lo, hi, shrink=1.0):
         h = stable_step(kind, hi, safety * shrink)
@@ -393,7 +435,7 @@ def warmup(
          Preconditioner(None, jnp.eye(position.shape[0], dtype=position.dtype)))
     ys = jax.tree_util.tree_map(lambda u: jnp.broadcast_to(u, (num_chains,) + u.shape), position)
     key, k0 = jax.random.split(key)
-    lo, hi, n_hvps = measure(p, ys, k0)
+    lo, hi, n_hvps = measure(p, jax.tree_util.tree_map(lambda u: u[None], position), k0)
     h, friction = settings(lo, hi)
     nan = jnp.full(num_windows, jnp.nan)
     rec = WarmupRecord(lengths, nan, nan, nan, nan, nan, jnp.zeros((), jnp.int32),
@@ -405,14 +447,19 @@ def warmup(
         # MALA's last window keeps the metric and dual-averages the step for it (Stan's
         # terminal window); every other window re-estimates the metric after it.
         terminal = (kind == "mala") & (w == last)
-        ys_new, p_new, (accept, h_da, grads, unstable) = _run_window(
+        ys_new, p_new, probes, (accept, h_da, grads, unstable) = _run_window(
             kind, target, p, h, friction, ys, k_run, lengths[w], dense, noise, batch,
-            target_accept)
+            target_accept, num_probes)
         ok = unstable == 0
         ys = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), ys_new, ys)
         if preconditioner != "none":
             p = jax.tree_util.tree_map(lambda a, b: jnp.where(terminal | ~ok, b, a), p_new, p)
-        lo, hi, its = measure(p, ys, k_curv)
+        # A discarded window's probes are from the chains that blew up: measure where the
+        # chains returned to instead.
+        probes = jax.tree_util.tree_map(
+            lambda a, b: jnp.where(ok, a, b[jnp.arange(a.shape[0]) % num_chains]), probes, ys)
+        lo, hi, its = measure(p, jax.tree_util.tree_map(lambda u: u[-curvature_points:], probes),
+                              k_curv)
         shrink = jnp.where(ok, shrink, 0.5 * shrink)
         h_curv, friction = settings(lo, hi, shrink)
         h = jnp.where(terminal, h_da, h_curv)
@@ -432,10 +479,12 @@ def warmup(
 
 
 def _run_window(kind, target, p, h, friction, ys, key, length, dense, noise, batch,
-                target_accept):
+                target_accept, num_probes):
     """One window of ``length`` (traced) steps from positions ``ys`` (chains leading).
-    Returns the final positions, the preconditioner from the second half's moments, and
-    ``(mean acceptance, dual-averaged step, gradients, undone non-finite steps)``."""
+    Returns the final positions, the preconditioner from the second half's moments, the
+    positions at ``num_probes`` evenly spaced times of the second half (the last at its
+    end; shape ``(num_probes * chains, ...)``, time-major) and ``(mean acceptance,
+    dual-averaged step, gradients, undone non-finite steps)``."""
     num_chains = jax.tree_util.tree_leaves(ys)[0].shape[0]
     zt = whiten(target, p)
     options = {} if kind == "mala" else dict(noise=noise)
@@ -451,9 +500,10 @@ def _run_window(kind, target, p, h, friction, ys, key, length, dense, noise, bat
     mu = jnp.log(10.0 * h)
     zero = jnp.zeros(())
     half = length // 2
+    probe_times = half + ((jnp.arange(num_probes) + 1) * (length - half)) // num_probes - 1
 
     def body(t, carry):
-        states, moments, log_h, g_bar, log_h_bar, acc_sum, div, grads = carry
+        states, moments, probes, log_h, g_bar, log_h_bar, acc_sum, div, grads = carry
         k = jax.random.fold_in(k_run, t)
         alg = build_sampler(kind, zt, jnp.exp(log_h), **options) if kind == "mala" else alg0
         new, info = jax.vmap(lambda s, kk: alg.step(kk, s, *args))(
@@ -475,15 +525,21 @@ def _run_window(kind, target, p, h, friction, ys, key, length, dense, noise, bat
         upd = _moments_update(moments, ys_now, dense)
         moments = jax.tree_util.tree_map(lambda a_, b_: jnp.where(t >= half, a_, b_),
                                          upd, moments)
-        return (states, moments, log_h, g_bar, log_h_bar, acc_sum, div + bad.sum(),
+        hit = probe_times == t
+        probes = jax.tree_util.tree_map(
+            lambda b_, y_: jnp.where(hit.reshape((-1,) + (1,) * y_.ndim), y_[None], b_),
+            probes, ys_now)
+        return (states, moments, probes, log_h, g_bar, log_h_bar, acc_sum, div + bad.sum(),
                 grads + info.num_grads.sum())
 
-    carry = (states, moments, jnp.log(h), zero, zero, zero, jnp.zeros((), jnp.int32),
+    probes = jax.tree_util.tree_map(lambda u: jnp.broadcast_to(u, (num_probes,) + u.shape), ys)
+    carry = (states, moments, probes, jnp.log(h), zero, zero, zero, jnp.zeros((), jnp.int32),
              jnp.zeros((), jnp.int32))
-    states, moments, _, _, log_h_bar, acc_sum, div, grads = jax.lax.fori_loop(
+    states, moments, probes, _, _, log_h_bar, acc_sum, div, grads = jax.lax.fori_loop(
         0, length, body, carry)
+    probes = jax.tree_util.tree_map(lambda u: u.reshape((-1,) + u.shape[2:]), probes)
     ys = jax.vmap(lambda s: _to_y(p, s.position))(states)
     accept = acc_sum / length if kind == "mala" else jnp.full((), jnp.nan)
     init_grads = num_chains if kind in ("baoab", "mala") else 0
-    return ys, _preconditioner(moments, dense), (accept, jnp.exp(log_h_bar), grads + init_grads,
-                                                 div)
+    return ys, _preconditioner(moments, dense), probes, (accept, jnp.exp(log_h_bar),
+                                                         grads + init_grads, div)

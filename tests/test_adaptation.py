@@ -10,6 +10,7 @@ import pytest
 import lesample as le
 from lesample import adaptation as ad
 from lesample import diagnostics
+from studies.gym.targets import potential_target
 
 
 def _gaussian(dim, kappa, seed=0):
@@ -75,7 +76,8 @@ def test_tuned_step_against_the_stability_limit(sampler):
         np.testing.assert_allclose(rec.lambda_min, lam[0], rtol=1e-2)
         np.testing.assert_allclose(float(params.friction), 2 * ad.DAMPING * np.sqrt(lam[0]),
                                    rtol=1e-2)
-    assert int(rec.num_hvps) == 5 * 4 * 20  # 1 + 4 measurements x 4 chains x 20 steps
+    # The start, then 16 warm-up draws after each of the 4 windows, 20 steps each.
+    assert int(rec.num_hvps) == (1 + 4 * 16) * 20
     assert int(rec.num_grads) == 200 * 4 + (4 * 4 if sampler != "ula" else 0)
     assert int(rec.num_unstable.sum()) == 0
 
@@ -89,7 +91,7 @@ def test_diag_preconditioner_is_the_covariance_diagonal():
     case, x, target = _diagonal_gaussian(variances)
     chains, steps = 64, 800
     run = jax.jit(lambda k: ad.warmup("baoab", target, x, k, num_steps=steps,
-                                      num_chains=chains))
+                                      num_chains=chains, preconditioner="diag"))
     ys, params, rec = run(jax.random.key(1))
     est = np.asarray(params.preconditioner.scale, np.float64) ** 2
     half = int(rec.window_lengths[-1]) // 2
@@ -125,6 +127,36 @@ def test_adapted_baoab_samples_the_gaussian(preconditioner):
     assert np.all(err_var <= 4 * var * np.sqrt(2 / diagnostics.ess(sq, method="mean")))
 
 
+@pytest.mark.slow
+def test_adapted_baoab_samples_the_banana():
+    """A curved target whose largest curvature grows with ``x1^2`` along the banana: the
+    step set against the design curvature keeps every chain stable over 4 x 20000 draws,
+    and the moments match the closed form (``x1 ~ N(0, 100)``, ``x2 | x1 ~ N(b (x1^2 -
+    100), 1)``: means 0, variances 100 and ``1 + 2 b^2 100^2``) within 4 Monte Carlo
+    standard errors (of the mean of the draws and of their squared deviations). With
+    ``tail=0`` (the draws' mean frequency) all four chains of this seed diverge."""
+    b = 0.03
+    y0 = jnp.zeros(2)
+
+    def f(y):
+        return y[0] ** 2 / 200.0 + (y[1] - b * (y[0] ** 2 - 100.0)) ** 2 / 2
+
+    target = potential_target(f)  # rho ∝ exp(-f), no anchor
+    ys, params, rec = jax.jit(lambda k: ad.warmup("baoab", target, y0, k, num_chains=4))(
+        jax.random.key(1))
+    assert params.preconditioner.chol is not None  # "auto": 1000 pooled draws, d = 2
+    alg = ad.adapted_sampler("baoab", target, params)
+    trace = jax.jit(lambda k: le.run_chains(alg, k, ys, num_steps=20000, num_chains=4,
+                                            stacked=True))(jax.random.key(1))
+    assert not np.asarray(trace.diverged).any()
+    draws = np.asarray(trace.draws, np.float64)
+    mean, var = np.zeros(2), np.array([100.0, 1 + 2 * b**2 * 100.0**2])
+    assert np.all(np.abs(draws.reshape(-1, 2).mean(0) - mean)
+                  <= 4 * diagnostics.mcse_mean(draws))
+    sq = (draws - mean) ** 2
+    assert np.all(np.abs(sq.reshape(-1, 2).mean(0) - var) <= 4 * diagnostics.mcse_mean(sq))
+
+
 def test_bad_arguments_name_themselves():
     _, x, target = _gaussian(4, 2.0)
     key = jax.random.key(0)
@@ -140,6 +172,41 @@ def test_bad_arguments_name_themselves():
         ad.warmup("baoab", target, {"a": x}, key, preconditioner="dense")
     with pytest.raises(ValueError, match="`damping`"):
         ad.warmup("baoab", target, x, key, damping=0.0)
+    with pytest.raises(ValueError, match="`tail`"):
+        ad.warmup("baoab", target, x, key, tail=-1.0)
+    with pytest.raises(ValueError, match="`curvature_points`"):
+        ad.warmup("baoab", target, x, key, curvature_points=0)
+
+
+def test_design_curvature_covers_the_draws():
+    """Constant curvature (a Gaussian) is its own design curvature; otherwise the frequency
+    ``sqrt`` of it is the draws' mean plus ``tail`` standard deviations, which by
+    Samuelson's inequality (max <= mean + sd sqrt(n - 1)) is above every draw's once
+    ``tail >= sqrt(n - 1)``."""
+    np.testing.assert_allclose(ad.design_curvature(jnp.full(16, 9.0)), 9.0, rtol=1e-6)
+    lam = jnp.asarray([1.0, 4.0, 9.0, 16.0])
+    s = np.sqrt(np.asarray(lam))
+    np.testing.assert_allclose(ad.design_curvature(lam, 2.0), (s.mean() + 2 * s.std()) ** 2,
+                               rtol=1e-6)
+    lam = jnp.asarray(np.random.default_rng(0).exponential(size=16) ** 2, jnp.float32)
+    assert float(ad.design_curvature(lam, np.sqrt(15.0))) >= float(lam.max()) * (1 - 1e-6)
+
+
+def test_auto_preconditioner_is_dense_given_enough_draws():
+    """``"auto"``: dense when the last window's second half pools at least
+    ``DENSE_DRAWS_PER_DIM`` draws per coordinate (here 4 chains x 250 = 1000 draws: dense
+    up to d = 100), diagonal otherwise and for pytrees."""
+    key = jax.random.key(0)
+    for dim, dense in ((100, True), (101, False)):
+        _, x, target = _diagonal_gaussian(np.ones(dim) * 0.5)
+        _, params, _ = ad.warmup("baoab", target, x, key, num_steps=1000, num_chains=4,
+                                 num_lanczos=2)
+        assert (params.preconditioner.chol is not None) == dense
+    y = {"a": jnp.zeros(3)}
+    target = le.local_entropy_target(lambda p: jnp.sum(p["a"] ** 2) / 2, y, 1.0, 1.0)
+    _, params, _ = ad.warmup("baoab", target, y, key, num_steps=40, num_chains=4,
+                             num_lanczos=2)
+    assert params.preconditioner.chol is None
 
 
 # --------------------------------------------------------------------------- adaptive inner loop

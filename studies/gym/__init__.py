@@ -23,13 +23,14 @@ def run(out_dir: Path, mode: str, progress: bool, *, seeds: int | None = None,
         executor=None) -> Path:
     from lesample.executor import run_grid
     from lesample.store import publish, write_csv
-    from studies.gym.cells import SAMPLERS, SETTINGS, run_cell
+    from studies.gym.cells import PEERS, SAMPLERS, SETTINGS, run_cell
     from studies.gym.report import summarise, write_report
     from studies.gym.targets import GYM_TARGETS
 
     # Seed-major order: an interrupted run has every sampler on every target for its first
-    # seeds.
-    cells = [dict(target=t, sampler=s, seed=seed, mode=mode, version=2)
+    # seeds. A cell's version is its code's: the self-tuned kernels' (version 3: the step
+    # against the design curvature) and the peers' (2) are rerun only when theirs changes.
+    cells = [dict(target=t, sampler=s, seed=seed, mode=mode, version=2 if s in PEERS else 3)
              for seed in range(seeds or SEEDS[mode]) for s in SAMPLERS for t in GYM_TARGETS]
     # Every cell times its sampler (ESS per second): each runs alone, one at a time.
     grid_run = run_grid(out_dir / "cells", cells, run_cell, executor=executor,
