@@ -61,6 +61,7 @@ __all__ = [
     "WARMUP_SAMPLERS",
     "hvp",
     "lanczos_extremes",
+    "design_curvature",
     "stable_step",
     "warmup",
     "adapted_sampler",
@@ -105,8 +106,9 @@ class WarmupRecord(NamedTuple):
     """How the parameters were found; per-window arrays have shape ``(num_windows,)``.
 
     ``lambda_max``/``lambda_min``: the design curvature and the median smallest Ritz
-    value of the preconditioned ``H``, measured after the window; ``step_size``/``friction``: the values set from it (for MALA the
-    dual-averaged step the window ended with); ``acceptance_rate``: MALA's mean in the
+    value of the preconditioned ``H``, measured after the window;
+    ``step_size``/``friction``: the values set from them (for MALA the dual-averaged step
+    the window ended with); ``acceptance_rate``: MALA's mean in the
     window (NaN for the others); ``num_grads``/``num_hvps``: totals over all chains;
     ``num_unstable``: per window, the chain steps that reached a non-finite state. Such a
     window is discarded: the chains return to where it started, the preconditioner is not
@@ -250,14 +252,13 @@ def _curvature(target, p, z, key, num_iters, batch):
     return lo, hi
 
 
-def design_curvature(lambda_max, tail=None):
+def design_curvature(lambda_max, tail=TAIL):
     """The curvature a step is set against, from ``lambda_max`` (``(n,)``, the largest
     Ritz value at ``n`` warm-up draws): ``(mean(s) + tail sd(s))^2`` with ``s =
     sqrt(lambda_max)``, the largest frequency of the dynamics, which a stable step
     must keep below ``2/h`` wherever the chains go. On a Gaussian ``s`` is constant and
     this is its ``lambda_max``; on a curved target it covers ``tail`` standard deviations
     of the frequencies met, above the draws' mean (see docs/adaptation.md)."""
-    tail = TAIL if tail is None else tail
     s = jnp.sqrt(jnp.maximum(lambda_max, 0.0))
     return (s.mean() + tail * s.std()) ** 2
 
@@ -410,7 +411,7 @@ def warmup(
     if not 0.0 < target_accept < 1.0:
         raise ValueError(f"`target_accept` must be in (0, 1); got {target_accept!r}.")
     if not float(tail) >= 0.0:
-        raise ValueError(f"`tail` must be >= 0 (standard deviations of the curvature's "
+        raise ValueError("`tail` must be >= 0 (standard deviations of the curvature's "
                          f"frequencies); got {tail!r}.")
     lengths = jnp.asarray(lengths, jnp.int32)
     num_probes = -(-curvature_points // num_chains)  # probe times per window

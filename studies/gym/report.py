@@ -115,8 +115,9 @@ def write_report(results: pd.DataFrame, out_dir: Path, *, mode: str, settings: d
         "Gym: self-tuned kernels against NUTS on inference-gym targets",
         intro=(
             "Self-tuned BAOAB, MALA and ULA (`lesample.adaptation.warmup`: curvature by "
-            "Lanczos on Hessian-vector products, preconditioner from warm-up draws; one set "
-            "of defaults for every target) against NumPyro NUTS, BlackJAX NUTS (window "
+            "Lanczos on Hessian-vector products at warm-up draws, preconditioner from "
+            "them; one set of defaults for every target; `baoab-dense` is what the "
+            "default preconditioner, `auto`, picks on every target here) against NumPyro NUTS, BlackJAX NUTS (window "
             "adaptation) and BlackJAX MALA (dual-averaged step, identity metric) on "
             "inference-gym targets with published ground truth. Errors are in ground-truth "
             "standard deviations at the worst coordinate, beside their Monte Carlo standard "
