@@ -373,7 +373,8 @@ def warmup(
         ``friction = 2 damping sqrt(lambda_min)``.
       num_lanczos: Lanczos steps (Hessian-vector products) per curvature measurement,
         taken after each window at ``curvature_points`` of its draws (the chains'
-        positions at evenly spaced times of its second half).
+        positions at ``ceil(curvature_points / num_chains)`` evenly spaced times of its
+        second half, which the window keeps: that many copies of the chains' positions).
       tail: standard deviations of the draws' frequencies ``sqrt(lambda_max)`` that the
         step covers above their mean (``design_curvature``).
       batch: a fixed mini-batch forwarded to ``grad_H`` (SGLD's curvature), or None.
