@@ -49,6 +49,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from lesample import tree
+from lesample.checks import check_choice, check_int, check_number, check_positive
 from lesample.samplers import SamplingAlgorithm, build_sampler
 
 PyTree = Any
@@ -259,6 +260,8 @@ def design_curvature(lambda_max, tail=TAIL):
     must keep below ``2/h`` wherever the chains go. On a Gaussian ``s`` is constant and
     this is its ``lambda_max``; on a curved target it covers ``tail`` standard deviations
     of the frequencies met, above the draws' mean (see docs/adaptation.md)."""
+    check_number("tail", tail, ge=0, hint="(standard deviations of the curvature's "
+                 "frequencies)")
     s = jnp.sqrt(jnp.maximum(lambda_max, 0.0))
     return (s.mean() + tail * s.std()) ** 2
 
@@ -277,11 +280,6 @@ def _check_sampler(sampler):
     if sampler not in WARMUP_SAMPLERS:
         raise ValueError(f"`sampler` must be one of {sorted(WARMUP_SAMPLERS)} for warm-up "
                          f"adaptation; got {sampler!r}.")
-
-
-def _check_int(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise ValueError(f"`{name}` must be an integer >= {low}; got {value!r}.")
 
 
 def _window_lengths(num_steps: int, num_windows: int) -> list[int]:
@@ -384,14 +382,11 @@ def warmup(
     ``AdaptedParameters`` for ``adapted_sampler`` and the ``WarmupRecord``.
     """
     _check_sampler(sampler)
-    _check_int("num_steps", num_steps, 1)
-    _check_int("num_chains", num_chains, 1)
-    _check_int("num_windows", num_windows, 1)
-    _check_int("num_lanczos", num_lanczos, 1)
-    _check_int("curvature_points", curvature_points, 1)
-    if preconditioner not in PRECONDITIONERS:
-        raise ValueError(f"`preconditioner` must be one of {PRECONDITIONERS}; "
-                         f"got {preconditioner!r}.")
+    for name, value in (("num_steps", num_steps), ("num_chains", num_chains),
+                        ("num_windows", num_windows), ("num_lanczos", num_lanczos),
+                        ("curvature_points", curvature_points)):
+        check_int(name, value)
+    check_choice("preconditioner", preconditioner, PRECONDITIONERS)
     flat = isinstance(position, jax.Array | np.ndarray) and np.ndim(position) == 1
     lengths = _window_lengths(num_steps, num_windows)
     if preconditioner == "auto":
@@ -403,17 +398,9 @@ def warmup(
         raise ValueError("`preconditioner='dense'` needs a flat 1-D `position`; use 'diag' "
                          "for pytrees.")
     safety = WARMUP_SAMPLERS[sampler] if safety is None else safety
-    if not 0.0 < float(safety) < 1.0:
-        raise ValueError(f"`safety` must be in (0, 1) (a fraction of the stability limit); "
-                         f"got {safety!r}.")
-    if not float(damping) > 0.0:
-        raise ValueError(f"`damping` must be > 0 (a damping ratio, 1 critical); "
-                         f"got {damping!r}.")
-    if not 0.0 < target_accept < 1.0:
-        raise ValueError(f"`target_accept` must be in (0, 1); got {target_accept!r}.")
-    if not float(tail) >= 0.0:
-        raise ValueError("`tail` must be >= 0 (standard deviations of the curvature's "
-                         f"frequencies); got {tail!r}.")
+    check_number("safety", safety, gt=0, lt=1, hint="(a fraction of the stability limit)")
+    check_positive("damping", damping, hint="(a damping ratio, 1 critical)")
+    check_number("target_accept", target_accept, gt=0, lt=1)
     lengths = jnp.asarray(lengths, jnp.int32)
     num_probes = -(-curvature_points // num_chains)  # probe times per window
     kind = "ula" if sampler == "sgld" else sampler

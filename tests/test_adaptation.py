@@ -176,6 +176,8 @@ def test_bad_arguments_name_themselves():
         ad.warmup("baoab", target, x, key, tail=-1.0)
     with pytest.raises(ValueError, match="`curvature_points`"):
         ad.warmup("baoab", target, x, key, curvature_points=0)
+    with pytest.raises(TypeError, match="`num_chains`"):
+        ad.warmup("baoab", target, x, key, num_chains=2.0)
 
 
 def test_design_curvature_covers_the_draws():
@@ -190,6 +192,10 @@ def test_design_curvature_covers_the_draws():
                                rtol=1e-6)
     lam = jnp.asarray(np.random.default_rng(0).exponential(size=16) ** 2, jnp.float32)
     assert float(ad.design_curvature(lam, np.sqrt(15.0))) >= float(lam.max()) * (1 - 1e-6)
+    with pytest.raises(ValueError, match="`tail`"):
+        ad.design_curvature(lam, -1.0)
+    with pytest.raises(TypeError, match="`tail`"):
+        ad.design_curvature(lam, "4")
 
 
 def test_auto_preconditioner_is_dense_given_enough_draws():
